@@ -1,0 +1,1 @@
+"""facestyle: stylize faces in real footage with the StyleGANEX model family."""

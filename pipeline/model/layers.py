@@ -1,0 +1,173 @@
+"""Generator building blocks: equalized linear, modulated conv (plain, dilated, upsampling), styled
+conv and ToRGB, with the parameter names of the official checkpoints.
+
+Modulation is applied to the activations rather than to a per-sample copy of the weight (the two
+are equal up to rounding): ``conv(x * s, W) * d`` instead of ``conv(x, W * s * d)`` per sample. That
+keeps one shared weight, so the convolution is a plain batched conv, not a grouped one, and no
+weight is re-laid out per call. Constant blur kernels are recreated here rather than loaded.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kernels import fused_leaky_relu, upfirdn2d
+
+# outer([1, 3, 3, 1]) / 64: the StyleGAN2 resampling filter (x4 when it follows a x2 upsample)
+_FIR = torch.tensor([1.0, 3.0, 3.0, 1.0])
+BLUR_4X4 = torch.outer(_FIR, _FIR) / 64.0
+# [[1,2,1],[2,4,2],[1,2,1]] / 16: the blur StyleGANEX dilates to stand in for x2 upsampling
+_BIN = torch.tensor([1.0, 2.0, 1.0])
+BLUR_3X3 = torch.outer(_BIN, _BIN) / 16.0
+
+
+def dilated_blur(x: Tensor, dilation: int, padding: int) -> Tensor:
+    """Depthwise 3x3 binomial blur with the given dilation and zero padding.
+
+    Args:
+        x: ``[B, C, H, W]``.
+        dilation: spacing of the taps.
+        padding: zero padding on every side.
+
+    Returns:
+        ``[B, C, H + 2*padding - 2*dilation, W + 2*padding - 2*dilation]``.
+    """
+    c = x.shape[1]
+    k = BLUR_3X3.to(device=x.device, dtype=x.dtype).expand(c, 1, 3, 3)
+    return F.conv2d(x, k, padding=padding, dilation=dilation, groups=c)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with the weight scaled at run time by ``lr_mul / sqrt(in_dim)``.
+
+    ``y = x @ (W * lr_mul / sqrt(in))^T + b * lr_mul``, then ``sqrt(2) * leaky_relu(y, 0.2)`` when
+    ``activation == "fused_lrelu"``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
+                 lr_mul: float = 1.0, activation: str | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight * self.scale
+        b = None if self.bias is None else self.bias * self.lr_mul
+        if self.activation == "fused_lrelu":
+            return fused_leaky_relu(F.linear(x, w), b)
+        return F.linear(x, w, b)
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2 modulated convolution with StyleGANEX's dilated variants.
+
+    Variants (``k`` = kernel size):
+        * plain: zero-padded "same" correlation with dilation ``d``.
+        * ``upsample`` and ``d == 1``: true x2 upsampling, stride-2 transposed conv then a 4x4 blur.
+        * ``upsample`` and ``d > 1``: StyleGANEX's stand-in for upsampling at the dilated layers; the
+          size is unchanged: blur with the 3x3 binomial dilated by ``d/2`` (full, zero padding ``d``),
+          then a valid correlation with the spatially flipped kernel dilated by ``d/2``.
+    """
+
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
+                 demodulate: bool = True, upsample: bool = False, dilation: int = 1) -> None:
+        super().__init__()
+        self.in_channel, self.out_channel, self.kernel_size = in_channel, out_channel, kernel_size
+        self.demodulate, self.upsample, self.dilation = demodulate, upsample, dilation
+        self.scale = 1.0 / math.sqrt(in_channel * kernel_size**2)
+        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        """``x`` ``[B, C_in, H, W]``, ``style`` ``[B, style_dim]`` -> ``[B, C_out, H', W']``."""
+        s = self.modulation(style)                                   # [B, C_in]
+        w = self.weight[0] * self.scale                              # [C_out, C_in, k, k]
+        x = x * s[:, :, None, None]
+        d = self.dilation
+        if not self.upsample:
+            out = F.conv2d(x, w, padding=(self.kernel_size - 1) // 2 * d, dilation=d)
+        elif d == 1:
+            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)        # [B, C_out, 2H+1, 2W+1]
+            out = upfirdn2d(out, BLUR_4X4.to(out), pad=(1, 1), gain=4.0)    # [B, C_out, 2H, 2W]
+        else:
+            h = d // 2
+            out = dilated_blur(x, h, padding=2 * h)                         # [B, C_in, H+d, W+d]
+            out = F.conv2d(out, w.flip(2, 3), dilation=h)                   # [B, C_out, H, W]
+        if self.demodulate:
+            wsq = w.square().sum(dim=(2, 3))                                # [C_out, C_in]
+            demod = torch.rsqrt(s.square() @ wsq.t() + 1e-8)                # [B, C_out]
+            out = out * demod[:, :, None, None]
+        return out
+
+
+class NoiseInjection(nn.Module):
+    """``x + weight * noise``; no noise given means zero noise (an exact no-op)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            return x
+        if noise.shape[-2:] != x.shape[-2:]:
+            noise = F.adaptive_avg_pool2d(noise, x.shape[-2:])
+        return x + self.weight * noise
+
+
+class FusedLeakyReLU(nn.Module):
+    """Per-channel bias, leaky ReLU 0.2, gain sqrt(2)."""
+
+    def __init__(self, channel: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channel))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_leaky_relu(x, self.bias)
+
+
+class StyledConv(nn.Module):
+    """Modulated conv, noise injection, fused leaky ReLU."""
+
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
+                 upsample: bool = False, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim,
+                                    upsample=upsample, dilation=dilation)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_channel)
+
+    def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
+        return self.activate(self.noise(self.conv(x, style), noise))
+
+
+class ToRGB(nn.Module):
+    """1x1 modulated conv to RGB (no demodulation) plus bias, plus the previous RGB ``skip``.
+
+    The previous RGB is upsampled x2 (``dilation == 1``) or, at the dilated layers, blurred with the
+    3x3 binomial at dilation ``d/2`` (same size). ``upsample=False`` marks the first ToRGB, which has
+    no previous RGB.
+    """
+
+    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, dilation: int = 1) -> None:
+        super().__init__()
+        self.upsample, self.dilation = upsample, dilation
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x: Tensor, style: Tensor, skip: Tensor | None = None) -> Tensor:
+        out = self.conv(x, style) + self.bias
+        if skip is not None:
+            if self.dilation == 1:
+                skip = upfirdn2d(skip, BLUR_4X4.to(skip), up=2, pad=(2, 1), gain=4.0)
+            else:
+                h = self.dilation // 2
+                skip = dilated_blur(skip, h, padding=h)
+            out = out + skip
+        return out
