@@ -26,7 +26,7 @@ from .styleganex import StyleGANEX
 log = logging.getLogger(__name__)
 
 # keys a checkpoint may have or lack without consequence: constants we recreate, random noise maps
-_IGNORABLE = re.compile(r"(\.(blur|upsample)\.kernel|\.blur_weight|\.num_batches_tracked)$"
+_IGNORABLE = re.compile(r"(^|\.)((blur|upsample)\.kernel|blur_weight|num_batches_tracked)$"
                         r"|^decoder\.noises\.")
 _SAFE_GLOBALS = [argparse.Namespace]
 
@@ -64,10 +64,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {path} contains Python objects that are not plain data{what}; "
                                   "refusing to unpickle it") from e
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(text)})") from e
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except Exception as e:      # the unpickler raises anything (KeyError, IndexError...) on garbage
         if is_zip or "zip" in str(e).lower() or isinstance(e, EOFError):
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(str(e))})") from e
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(str(e))})") from e
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint file") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} is not a StyleGANEX checkpoint (it holds a {type(obj).__name__}, "
                               "not a dict)")
@@ -76,6 +76,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _first_line(text: str, limit: int = 120) -> str:
     line = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    line = line.split(". ")[0]
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
