@@ -45,6 +45,154 @@ def _cmd_checkpoint_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _convert_config(args: argparse.Namespace, device: object) -> object:
+    """Map the convert options onto the pipeline's configuration dataclasses (the one place)."""
+    from pipeline.convert import ConvertConfig
+    from pipeline.device import default_batch_size
+    from pipeline.generate import GenerateConfig
+    from pipeline.invert import InvertConfig
+    from pipeline.locate import FaceConfig
+    from pipeline.paste import PasteConfig
+    from pipeline.video_in import VideoInConfig
+    from pipeline.video_out import VideoOutConfig
+
+    batch = args.batch_size or default_batch_size(device)
+    try:
+        return ConvertConfig(
+            video_in=VideoInConfig(start=args.start, end=args.end),
+            face=FaceConfig(faces=args.face, detect_every=args.detect_every,
+                            aligned_every_frame=args.style_code == "per-frame"),
+            invert=InvertConfig(batch_size=batch, style_code=args.style_code),
+            generate=GenerateConfig(batch_size=batch, strength=args.strength),
+            paste=PasteConfig(mode=args.output_mode, feather=args.feather),
+            video_out=VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                                     overwrite=args.overwrite, keep_audio=not args.no_audio),
+            no_face=args.no_face, drop_lost=args.drop_lost)
+    except ValueError as e:
+        from pipeline.errors import UsageError
+
+        raise UsageError(str(e)) from e
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from pipeline.convert import convert_file, convert_folder, default_output
+    from pipeline.detect import make_detector
+    from pipeline.device import resolve_device, resolve_dtype
+    from pipeline.errors import InputError, UsageError
+    from pipeline.model import load_model
+    from pipeline.progress import make_progress
+    from pipeline.registry import resolve_model
+
+    if args.model is None:
+        raise UsageError("no model given: use --model NAME|PATH (see 'facestyle models')")
+    src = Path(args.input)
+    if not src.exists():
+        raise InputError(f"{src}: file not found")
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.precision, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _convert_config(args, device)
+    quiet = args.quiet or args.progress == "none"
+    progress = make_progress("json" if args.progress == "json" else ("none" if quiet else "bar"))
+    ckpt = resolve_model(args.model, progress=not quiet and args.progress != "json")
+    model = load_model(ckpt, device=device, dtype=dtype)
+    if model.arch.input_nc != 3:
+        raise UsageError(f"{args.model} translates {model.arch.input_nc}-channel sketches/masks, not video frames; "
+                         "use it from the Python API")
+    detector = make_detector(args.detector, max_side=args.detect_max_side)
+    tag = Path(args.model).stem if Path(args.model).suffix else args.model
+    if src.is_dir():
+        dst = Path(args.output) if args.output else src.with_name(f"{src.name}_{tag}")
+        results = convert_folder(src, dst, model, detector, cfg, tag, progress)
+        failed = [r for r in results if not r.ok]
+        if args.progress == "json":
+            print(json.dumps({"event": "summary", "converted": len(results) - len(failed), "failed": len(failed),
+                              "results": [r.as_dict() for r in results]}))
+        elif not args.quiet:
+            for r in results:
+                detail = f": {r.error}" if r.error else f" -> {r.dst}"
+                print(f"{'ok    ' if r.ok else 'FAILED'} {r.src.name}{detail}")
+            print(f"{len(results) - len(failed)} converted, {len(failed)} failed")
+        return EXIT_OK if not failed else EXIT_ERROR
+    dst = Path(args.output) if args.output else default_output(src, tag)
+    result = convert_file(src, dst, model, detector, cfg, progress)
+    if result.damage:
+        print(f"facestyle: warning: damaged input, converted what could be decoded: {result.damage}",
+              file=sys.stderr)
+    if not args.quiet and args.progress != "json":
+        fps = result.frames_out / result.seconds if result.seconds else 0.0
+        print(f"wrote {result.dst} ({result.frames_out} frames, {result.frames_with_face} with a face, "
+              f"{fps:.2f} frames/s)")
+    return EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.registry import format_model_table, list_models
+
+    statuses = list_models()
+    if args.json:
+        print(json.dumps([{"name": s.name, "family": s.info.family, "cached": s.cached,
+                           "path": str(s.path), "description": s.info.description} for s in statuses]))
+    else:
+        print(format_model_table(statuses))
+    return EXIT_OK
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="stylize the faces in a video, a photo or a folder of them",
+        description="Stylize the faces in a video (audio kept), a photo, or every video and photo in a folder. "
+                    "Defaults may also come from a TOML config file ([convert] table; see README).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input", help="video, photo, or folder of them")
+    p.add_argument("-o", "--output", help="output file (folder for a folder input); default: "
+                   "<input>_<model>.mp4 beside the input")
+    p.add_argument("--model", help="official model name (see 'facestyle models') or a checkpoint path")
+    g = p.add_argument_group("inference")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="fp16 needs CUDA; bf16 is about 2x faster than fp32 on recent CPUs")
+    g.add_argument("--batch-size", type=int, default=0, help="faces per batch (0: 1 on CPU, 8 on CUDA)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
+    g.add_argument("--strength", type=float, default=1.0,
+                   help="editing models (age, hair): scale of the edit; negative reverses it")
+    g.add_argument("--style-code", default="first-frame", choices=["first-frame", "per-frame"],
+                   help="where the style codes come from: the first frame's aligned face (official) or every frame's")
+    g = p.add_argument_group("faces")
+    g.add_argument("--face", default="largest", choices=["largest", "all"], help="which faces to stylize")
+    g.add_argument("--detector", default="dlib", help="face detector backend")
+    g.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames, track between")
+    g.add_argument("--detect-max-side", type=int, default=720,
+                   help="detect on a copy shrunk to at most this many pixels on the long side")
+    g.add_argument("--no-face", default="error", choices=["error", "pass"],
+                   help="a clip with no face at all: fail, or copy it through with a warning")
+    g.add_argument("--drop-lost", action="store_true", help="drop frames where the face is lost "
+                   "(default: pass them through unchanged)")
+    g = p.add_argument_group("output")
+    g.add_argument("--output-mode", default="full", choices=["full", "crop"],
+                   help="full: stylized face blended back into the original frame; crop: the 4x crop only")
+    g.add_argument("--feather", type=float, default=0.08, help="soft edge of the pasted face (fraction)")
+    g.add_argument("--codec", default="h264", choices=["h264", "hevc", "prores", "ffv1", "vp9"])
+    g.add_argument("--crf", type=int, default=18, help="quality for h264/hevc/vp9 (lower is better)")
+    g.add_argument("--preset", default="medium", help="x264/x265 speed preset")
+    g.add_argument("--pix-fmt", default=None, help="output pixel format (default: the codec's usual one)")
+    g.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
+    g.add_argument("--start", type=float, default=None, help="start time in seconds")
+    g.add_argument("--end", type=float, default=None, help="end time in seconds")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    g = p.add_argument_group("reporting")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    g.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
+                   help="json: one JSON object per line on stdout, for programs that drive us")
+    g.add_argument("--config", help="TOML file with defaults for these options ([convert] table)")
+    p.set_defaults(func=_cmd_convert)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.model.random_checkpoint import PRESETS
 
@@ -55,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="logging detail on stderr (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_convert(sub)
+    models = sub.add_parser("models", help="list the official models and which are cached",
+                            description="List the official StyleGANEX models, what each does, and which are "
+                                        "already downloaded (cache: $FACESTYLE_MODEL_DIR or ~/.cache/facestyle).")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=_cmd_models)
 
     ck = sub.add_parser("checkpoint", help="make or inspect checkpoint files")
     ck_sub = ck.add_subparsers(dest="checkpoint_command", metavar="ACTION")
@@ -81,10 +235,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_path(args: argparse.Namespace) -> str | None:
+    import os
+    from pathlib import Path
+
+    if args.config:
+        return args.config
+    env = os.environ.get("FACESTYLE_CONFIG")
+    if env:
+        return env
+    default = Path.home() / ".config" / "facestyle" / "config.toml"
+    return str(default) if default.is_file() else None
+
+
+def _with_config_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                          argv: Sequence[str] | None) -> argparse.Namespace:
+    """Re-parse with the [convert] table of the TOML config file as defaults (command line wins)."""
+    path = _config_path(args)
+    if path is None:
+        return args
+    try:
+        import tomllib
+    except ModuleNotFoundError:                      # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh).get("convert", {})
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        parser.exit(EXIT_USAGE, f"facestyle: error: cannot read config file {path}: {e}\n")
+    sub = parser._subparsers._group_actions[0].choices["convert"]   # noqa: SLF001 - argparse has no API
+    known = {a.dest for a in sub._actions}
+    defaults = {k.replace("-", "_"): v for k, v in table.items()}
+    unknown = sorted(set(defaults) - known - {"help"})
+    if unknown:
+        parser.exit(EXIT_USAGE, f"facestyle: error: config file {path}: unknown option(s) {', '.join(unknown)}\n")
+    sub.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facestyle`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "convert":
+        args = _with_config_defaults(parser, args, argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="facestyle: %(levelname)s: %(message)s")
     if not hasattr(args, "func"):

@@ -41,3 +41,9 @@ class ModelNotAvailableError(FacestyleError):
     """A named model is not cached and cannot be downloaded."""
 
     exit_code = 7
+
+
+class UsageError(FacestyleError):
+    """Options that cannot work together or on this machine (e.g. fp16 on a CPU)."""
+
+    exit_code = 2

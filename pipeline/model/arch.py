@@ -62,7 +62,7 @@ class Widths:
 
 OFFICIAL_WIDTHS = Widths()
 TINY_WIDTHS = Widths(style_dim=32, encoder=(16, 16, 32, 32), head=32,
-                     generator=(32, 32, 32, 32, 32, 16, 16, 16, 16), translation=8)
+                     generator=(32, 32, 32, 32, 32, 16, 8, 8, 8), translation=8)
 
 
 @dataclass(frozen=True)

@@ -85,25 +85,38 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        """``x`` ``[B, C_in, H, W]``, ``style`` ``[B, style_dim]`` -> ``[B, C_out, H', W']``."""
-        s = self.modulation(style)                                   # [B, C_in]
+        """``x`` ``[B, C_in, H, W]``, ``style`` ``[B, style_dim]`` -> ``[B, C_out, H', W']``.
+
+        When every sample has the same style (one clip's shared codes) the modulation and
+        demodulation are folded into one weight, as the official formula does per sample, and the
+        batch runs as a plain convolution. Otherwise the activations are scaled instead.
+        """
+        shared = style.shape[0] == 1 or bool((style == style[:1]).all())
+        s = self.modulation(style[:1] if shared else style)          # [1 or B, C_in]
         w = self.weight[0] * self.scale                              # [C_out, C_in, k, k]
-        x = x * s[:, :, None, None]
-        d = self.dilation
-        if not self.upsample:
-            out = F.conv2d(x, w, padding=(self.kernel_size - 1) // 2 * d, dilation=d)
-        elif d == 1:
-            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)        # [B, C_out, 2H+1, 2W+1]
-            out = upfirdn2d(out, BLUR_4X4.to(out), pad=(1, 1), gain=4.0)    # [B, C_out, 2H, 2W]
-        else:
-            h = d // 2
-            out = dilated_blur(x, h, padding=2 * h)                         # [B, C_in, H+d, W+d]
-            out = F.conv2d(out, w.flip(2, 3), dilation=h)                   # [B, C_out, H, W]
+        if shared:
+            w = w * s[0][None, :, None, None]
+            if self.demodulate:
+                w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3)) + 1e-8)[:, None, None, None]
+            return self._conv(x, w)
+        out = self._conv(x * s[:, :, None, None], w)
         if self.demodulate:
             wsq = w.square().sum(dim=(2, 3))                                # [C_out, C_in]
             demod = torch.rsqrt(s.square() @ wsq.t() + 1e-8)                # [B, C_out]
             out = out * demod[:, :, None, None]
         return out
+
+    def _conv(self, x: Tensor, w: Tensor) -> Tensor:
+        """The (dilated / upsampling) convolution with a shared ``[C_out, C_in, k, k]`` weight."""
+        d = self.dilation
+        if not self.upsample:
+            return F.conv2d(x, w, padding=(self.kernel_size - 1) // 2 * d, dilation=d)
+        if d == 1:
+            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)        # [B, C_out, 2H+1, 2W+1]
+            return upfirdn2d(out, BLUR_4X4.to(out), pad=(1, 1), gain=4.0)   # [B, C_out, 2H, 2W]
+        h = d // 2
+        out = dilated_blur(x, h, padding=2 * h)                             # [B, C_in, H+d, W+d]
+        return F.conv2d(out, w.flip(2, 3), dilation=h)                      # [B, C_out, H, W]
 
 
 class NoiseInjection(nn.Module):

@@ -1,0 +1,204 @@
+"""The main job: a clip (or photo, or a folder of them) in, a finished stylized file out.
+
+    frames    = video_in.read(src, cfg.video_in)
+    located   = locate.locate(frames, detector, cfg.face, ...)
+    inverted  = invert.invert(located, model, cfg.invert)
+    generated = generate.generate(inverted, model, cfg.generate)
+    out       = paste.paste(generated, cfg.paste)
+    video_out.write(out, dst, cfg.video_out, info, audio_from=src)
+
+Each stage is a streaming iterator, so memory does not grow with the clip. Decoding and encoding run
+in their own threads (inside video_in / video_out). The output is written under a temporary name
+and renamed on success; on any failure or Ctrl-C nothing is left behind.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import generate, invert, locate, paste, video_in, video_out
+from .detect import Detector
+from .errors import FacestyleError, InputError, NoFaceError, OutputError
+from .media_info import is_image_path
+from .model import StyleGANEX
+from .progress import NullProgress, Progress
+
+log = logging.getLogger(__name__)
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv",
+                  ".flv", ".ts", ".mxf", ".y4m"}
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything ``convert`` needs besides the model and the detector.
+
+    Attributes:
+        no_face: ``"error"`` (a clip with no face at all fails) or ``"pass"`` (it is copied through
+            with a warning).
+        drop_lost: drop frames with no face instead of passing them through.
+    """
+
+    video_in: video_in.VideoInConfig = field(default_factory=video_in.VideoInConfig)
+    face: locate.FaceConfig = field(default_factory=locate.FaceConfig)
+    invert: invert.InvertConfig = field(default_factory=invert.InvertConfig)
+    generate: generate.GenerateConfig = field(default_factory=generate.GenerateConfig)
+    paste: paste.PasteConfig = field(default_factory=paste.PasteConfig)
+    video_out: video_out.VideoOutConfig = field(default_factory=video_out.VideoOutConfig)
+    no_face: str = "error"
+    drop_lost: bool = False
+
+    def __post_init__(self) -> None:
+        if self.no_face not in ("error", "pass"):
+            raise ValueError("no_face must be 'error' or 'pass'")
+
+
+@dataclass
+class ConvertResult:
+    src: Path
+    dst: Path | None
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_with_face: int = 0
+    seconds: float = 0.0
+    damage: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict:
+        return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst), "ok": self.ok,
+                "frames_in": self.frames_in, "frames_out": self.frames_out,
+                "frames_with_face": self.frames_with_face, "seconds": round(self.seconds, 3),
+                "fps": round(self.frames_out / self.seconds, 3) if self.seconds else None,
+                "damage": self.damage, "error": self.error}
+
+
+def default_output(src: Path, tag: str, folder: Path | None = None) -> Path:
+    """``<stem>_<tag><suffix>`` beside the input (or in ``folder``); videos become .mp4."""
+    suffix = src.suffix.lower() if is_image_path(src) else ".mp4"
+    return (folder or src.parent) / f"{src.stem}_{tag}{suffix}"
+
+
+class _Counter:
+    """Counts frames in and frames with a face as they stream past."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.with_face = 0
+        self.frames_out = 0
+
+    def count_in(self, frames: Iterable[video_in.Frame]) -> Iterator[video_in.Frame]:
+        for f in frames:
+            self.frames += 1
+            yield f
+
+    def count_faces(self, items: Iterable[locate.Located], drop_lost: bool) -> Iterator[locate.Located]:
+        for item in items:
+            if item.faces:
+                self.with_face += 1
+            elif drop_lost:
+                continue
+            yield item
+
+
+def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: Detector, cfg: ConvertConfig,
+                 progress: Progress | None = None) -> ConvertResult:
+    """Convert one video or photo.
+
+    Raises:
+        InputError: unreadable input. NoFaceError: no face in the whole clip (``no_face="error"``).
+        OutputError: the output cannot be written. UsageError: crop output with several faces.
+    """
+    src, dst = Path(src), Path(dst)
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    if cfg.paste.mode == "crop" and cfg.face.faces == "all":
+        raise InputError("--output-mode crop needs a single face; use --face largest")
+    video_out.check_destination(dst, cfg.video_out.overwrite)       # fail before any work
+    reader = video_in.read(src, cfg.video_in)
+    info = reader.info
+    counter = _Counter()
+    total = None if info.is_image else _expected_frames(info, cfg.video_in)
+    progress.start(src.name, total)
+
+    def counted_output(frames: Iterable[video_in.Frame]) -> Iterator[video_in.Frame]:
+        for frame in frames:
+            progress.update(1)
+            yield frame
+
+    with reader:
+        frames = counter.count_in(reader)
+        located = counter.count_faces(
+            locate.locate(frames, detector, cfg.face, (info.width, info.height), float(info.fps or 25)),
+            cfg.drop_lost)
+        inverted = invert.invert(located, model, cfg.invert)
+        generated = generate.generate(inverted, model, cfg.generate)
+        out = _require_a_face(paste.paste(generated, cfg.paste), counter, cfg, src)
+        written = video_out.write(_count_out(counted_output(out), counter), dst, cfg.video_out, info,
+                                  audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end)
+    result = ConvertResult(src, written, counter.frames, counter.frames_out, counter.with_face,
+                           time.monotonic() - t0)
+    if not reader.report.ok:
+        result.damage = reader.report.summary()
+    progress.finish(**{k: v for k, v in result.as_dict().items() if k not in ("src",)})
+    return result
+
+
+def _count_out(frames: Iterable[video_in.Frame], counter: _Counter) -> Iterator[video_in.Frame]:
+    for frame in frames:
+        counter.frames_out += 1
+        yield frame
+
+
+def _require_a_face(frames: Iterable[video_in.Frame], counter: _Counter, cfg: ConvertConfig,
+                    src: Path) -> Iterator[video_in.Frame]:
+    """Pass frames on; at the end, fail (so the output is discarded) if no frame had a face."""
+    yield from frames
+    if counter.with_face == 0:
+        if cfg.no_face == "error" or cfg.paste.mode == "crop":
+            raise NoFaceError(f"{src}: no face found in {counter.frames} frame(s)"
+                              + ("" if cfg.paste.mode == "crop" else " (use --no-face pass to copy it through)"))
+        log.warning("%s: no face found; frames copied through unchanged", src)
+
+
+def _expected_frames(info: video_in.VideoInfo, cfg: video_in.VideoInConfig) -> int | None:
+    if not info.frame_count:
+        return None
+    if cfg.start is None and cfg.end is None:
+        return info.frame_count
+    if not info.duration or not info.fps:
+        return None
+    end = min(cfg.end if cfg.end is not None else info.duration, info.duration)
+    return max(0, round((end - (cfg.start or 0.0)) * float(info.fps)))
+
+
+def list_inputs(folder: Path) -> list[Path]:
+    """Videos and photos directly inside ``folder`` (hidden and partial files skipped), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and (p.suffix.lower() in VIDEO_SUFFIXES or is_image_path(p)))
+
+
+def convert_folder(src: Path, dst: Path, model: StyleGANEX, detector: Detector, cfg: ConvertConfig,
+                   tag: str, progress: Progress | None = None) -> list[ConvertResult]:
+    """Convert every video and photo in ``src`` into ``dst`` (created); failures are recorded, not raised."""
+    inputs = list_inputs(src)
+    if not inputs:
+        raise InputError(f"{src}: no videos or photos in this folder")
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {dst}: {e.strerror or e}") from e
+    results = []
+    for path in inputs:
+        out = default_output(path, tag, dst)
+        try:
+            results.append(convert_file(path, out, model, detector, cfg, progress))
+        except FacestyleError as e:
+            log.error("%s", e)
+            results.append(ConvertResult(path, None, error=str(e)))
+    return results

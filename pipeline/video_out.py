@@ -1,0 +1,731 @@
+"""video_out: encode upright RGB (or ready YUV 4:2:0) frames and mux them with the source audio.
+
+:class:`VideoWriter` is a context manager. ``write``/``write_yuv`` hand frames to an encode thread
+through a bounded queue (PyAV releases the GIL while encoding), so producing and encoding
+overlap and memory stays bounded. On leaving the ``with`` block the encoder is flushed, the
+remaining audio is muxed and the file appears under its final name; if the block raises
+(KeyboardInterrupt included) the partial file is deleted and nothing appears.
+
+Decisions:
+- Timestamps: frames keep their source pts, shifted by ``start`` when trimming (source time
+  ``start`` becomes 0, so the first frame may begin a fraction of a frame later and audio stays
+  in sync); the stream time base is the source's, so variable frame rate stays variable (muxers
+  with a fixed clock, e.g. Matroska's 1 ms, round it).
+- Rotation: ``video_in`` hands out upright pixels, so the output is written upright with no
+  display matrix (every player shows it the same way).
+- Audio and subtitles are remuxed without re-encoding when the output container accepts their
+  codec; otherwise audio is re-encoded (AAC, or Opus for WebM) and subtitles are dropped with a
+  warning. They are cut to the written video: from ``start`` to the end of the last frame (or
+  ``end``), to the packet, so audio and video lengths agree within one audio frame.
+- Atomic output: everything goes to a hidden ``.<name>.<tag>.partial<ext>`` beside the
+  destination (same extension, so the same muxer) and is renamed at the end.
+- Colour: RGB is converted with BT.709 limited range and the stream is tagged so; planes given
+  to ``write_yuv`` must already be BT.709 limited range.
+- Size: H.264/HEVC cannot hold odd sizes in 4:2:0/4:2:2, so the last row/column is cropped
+  (``VideoWriter.frame_size`` is what is encoded; ``write_yuv`` planes must match it).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+
+from pipeline.errors import OutputError, UsageError
+from pipeline.media_info import VideoInfo, av_reason, open_input
+
+__all__ = ["VideoOutConfig", "VideoWriter", "check_destination", "write", "write_image"]
+
+log = logging.getLogger(__name__)
+
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                 "slower", "veryslow", "placebo")
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class _Codec:
+    encoder: str
+    default_pix_fmt: str
+    even_size: bool  # the encoder rejects odd sizes for chroma-subsampled formats
+    crf_max: int | None  # None: the codec has no crf
+
+
+_CODECS = {
+    "h264": _Codec("libx264", "yuv420p", True, 51),
+    "hevc": _Codec("libx265", "yuv420p", True, 51),
+    "prores": _Codec("prores_ks", "yuv422p10le", False, None),
+    "ffv1": _Codec("ffv1", "yuv420p", False, None),
+    "vp9": _Codec("libvpx-vp9", "yuv420p", False, 63),
+}
+
+
+@dataclass(frozen=True)
+class VideoOutConfig:
+    """Encoding options.
+
+    codec: "h264" (libx264), "hevc" (libx265), "prores" (prores_ks), "ffv1" or "vp9" (libvpx).
+    crf/preset: quality and speed for h264/hevc (vp9 uses crf and maps preset to cpu-used).
+    pix_fmt: None picks the codec's usual one (yuv420p; prores: yuv422p10le); checked against
+        what the encoder supports.
+    overwrite: replace an existing output; otherwise an existing file is an ``OutputError``.
+    keep_audio: copy (or re-encode) the audio of ``audio_from``.
+    threads: encoder threads (0 = automatic). queue_size: frames waiting for the encoder.
+
+    Raises:
+        UsageError: unknown codec or preset, crf out of range, a pixel format the encoder lacks.
+    """
+
+    codec: str = "h264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str | None = None
+    overwrite: bool = False
+    keep_audio: bool = True
+    threads: int = 0
+    queue_size: int = 8
+
+    def __post_init__(self) -> None:
+        spec = _CODECS.get(self.codec)
+        if spec is None:
+            raise UsageError(f"unknown codec {self.codec!r} (choose from {', '.join(_CODECS)})")
+        try:
+            formats = [f.name for f in av.Codec(spec.encoder, "w").video_formats or []]
+        except av.error.FFmpegError as err:
+            raise UsageError(f"encoder {spec.encoder} is not available in this FFmpeg build") from err
+        if self.pixel_format not in formats:
+            raise UsageError(f"pixel format {self.pixel_format} is not supported by {spec.encoder} "
+                              f"(choose from {', '.join(formats)})")
+        if spec.crf_max is not None and not 0 <= self.crf <= spec.crf_max:
+            raise UsageError(f"crf {self.crf} is out of range for {self.codec} (0-{spec.crf_max})")
+        if self.preset not in _X26X_PRESETS:
+            raise UsageError(f"unknown preset {self.preset!r} (choose from {', '.join(_X26X_PRESETS)})")
+        if self.queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+
+    @property
+    def pixel_format(self) -> str:
+        return self.pix_fmt or _CODECS[self.codec].default_pix_fmt
+
+    def encoder_options(self) -> dict[str, str]:
+        spec = _CODECS[self.codec]
+        if spec.encoder == "libx264":
+            return {"crf": str(self.crf), "preset": self.preset}
+        if spec.encoder == "libx265":
+            return {"crf": str(self.crf), "preset": self.preset, "x265-params": "log-level=error"}
+        if spec.encoder == "libvpx-vp9":
+            speed = max(0, min(8, _X26X_PRESETS.index(self.preset) * -1 + 7))  # medium -> 2
+            return {"crf": str(self.crf), "b": "0", "cpu-used": str(speed), "row-mt": "1"}
+        if spec.encoder == "prores_ks":
+            return {"profile": "4444" if self.pixel_format.startswith("yuv444") else "hq"}
+        return {}
+
+
+class _HasPixels(Protocol):
+    pixels: np.ndarray
+    pts: int
+
+
+def write(frames: Iterable[_HasPixels], dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
+          *, audio_from: str | os.PathLike | None = None, start: float | None = None,
+          end: float | None = None) -> Path:
+    """Write frames (anything with ``pixels`` and ``pts``) to ``dst``; a photo when ``like`` is one.
+
+    The size is taken from the first frame. Raises ``OutputError`` (see :class:`VideoWriter`).
+    """
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise OutputError(f"{dst}: nothing to write (no frames)")
+    if like.is_image:
+        return write_image(dst, first.pixels, overwrite=cfg.overwrite)
+    h, w = first.pixels.shape[:2]
+    with VideoWriter(dst, cfg, like, audio_from, size=(w, h), start=start, end=end) as writer:
+        writer.write(first.pixels, first.pts)
+        for frame in it:
+            writer.write(frame.pixels, frame.pts)
+    return writer.dst
+
+
+def write_image(dst: str | os.PathLike, pixels: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Save ``pixels`` [H, W, 3] uint8 RGB as an image in the format its extension names, atomically.
+
+    Raises:
+        OutputError: the file exists (without ``overwrite``), the folder is missing or not
+            writable, the extension is not an image format, or the disk is full.
+    """
+    target = check_destination(dst, overwrite)
+    if not cv2.haveImageWriter(str(target)):
+        raise OutputError(f"{target}: {target.suffix or 'no extension'} is not an image format I can write")
+    tmp = _reserve_temp(target)
+    try:
+        ok = cv2.imwrite(str(tmp), np.ascontiguousarray(pixels[:, :, ::-1]))
+        if not ok or tmp.stat().st_size == 0:
+            raise OutputError(f"{target}: could not write the image (disk full or not writable?)")
+        _commit(tmp, target, overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+class VideoWriter:
+    """Encode frames to ``dst`` with the source's timing and audio; a context manager.
+
+    Args:
+        dst: output path; its extension picks the container (.mp4, .mov, .mkv, .webm, ...).
+        cfg: encoding options.
+        like: the source's :class:`VideoInfo` (time base, frame rate, creation time).
+        audio_from: file whose audio (and subtitles) to carry over, usually the source; None for none.
+        size: (w, h) of the pixels you will write; default the source's display size.
+        start/end: the trim used when reading (seconds from the start of the clip); timestamps
+            are shifted by ``start`` and audio is cut to match.
+
+    Raises:
+        OutputError: here, when ``dst`` exists without ``overwrite`` or its folder is missing;
+            on ``open``/``__enter__``, when the folder is not writable or the container cannot
+            hold the codec; from ``write``/``close``, when the disk is full or writing fails.
+        InputError: on ``open``, when ``audio_from`` cannot be read.
+    """
+
+    def __init__(self, dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
+                 audio_from: str | os.PathLike | None = None, size: tuple[int, int] | None = None,
+                 *, start: float | None = None, end: float | None = None) -> None:
+        self.dst = check_destination(dst, cfg.overwrite)
+        self.cfg, self.like = cfg, like
+        self.audio_from = Path(audio_from) if audio_from is not None and cfg.keep_audio else None
+        self.size = size or (like.width, like.height)
+        w, h = self.size
+        fmt = av.VideoFormat(cfg.pixel_format)
+        if _CODECS[cfg.codec].even_size and fmt.name != "gray":
+            w, h = w - w % 2, h - h % 2
+        self.frame_size = (w, h)  # what is encoded
+        if self.frame_size != self.size:
+            log.warning("%s: %s cannot encode %dx%d in %s; cropping to %dx%d", self.dst, cfg.codec,
+                        *self.size, cfg.pixel_format, *self.frame_size)
+        self.time_base: Fraction = like.time_base
+        self._origin_s = like.start_time + (start or 0.0)  # source seconds written at t=0
+        self._origin_pts = round(Fraction(self._origin_s) / self.time_base)
+        self._end_s = like.start_time + end if end is not None else None
+        self._tmp: Path | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._abort = threading.Event()
+        self._done = False
+        self._last_pts: int | None = None
+        self._step: int | None = None
+        self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder
+        self._reordered = False  # warned about a non-increasing timestamp already
+        self.frames_written = 0
+        self.frames_dropped = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> VideoWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        """Create the partial file, the streams and the encode thread."""
+        if self._tmp is not None:
+            return
+        self._tmp = _reserve_temp(self.dst)
+        try:
+            out, video, passthrough = self._open_container(self._tmp)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+            raise
+        self._thread = threading.Thread(target=self._encode_loop, args=(out, video, passthrough),
+                                        daemon=True, name=f"video_out:{self.dst.name}")
+        self._thread.start()
+
+    def close(self) -> Path:
+        """Flush, finish the file and move it into place; returns the final path."""
+        if self._done:
+            return self.dst
+        if self._thread is None:
+            raise RuntimeError("VideoWriter is not open (use it in a with block)")
+        try:
+            if self.frames_written == 0:
+                raise OutputError(f"{self.dst}: nothing to write (no frames)")
+            self._put(None)
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            _commit(self._tmp, self.dst, self.cfg.overwrite)
+        except BaseException:
+            self.abort()
+            raise
+        self._thread, self._tmp, self._done = None, None, True
+        log.info("wrote %s (%d frames)", self.dst, self.frames_written)
+        return self.dst
+
+    def abort(self) -> None:
+        """Stop encoding and delete the partial file. Idempotent."""
+        self._abort.set()
+        thread, self._thread = self._thread, None
+        while thread is not None and thread.is_alive():
+            _drain(self._queue)
+            try:
+                self._queue.put_nowait(None)  # wake a thread waiting for frames
+            except queue.Full:
+                pass
+            thread.join(timeout=_POLL_S)
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_tmp", None) is not None:
+            log.warning("%s: writer dropped without close(); discarding the partial file", self.dst)
+            self.abort()
+
+    # -- frames ----------------------------------------------------------------------------
+
+    def write(self, pixels: np.ndarray, pts: int, time_base: Fraction | None = None) -> None:
+        """Queue one frame: ``pixels`` [H, W, 3] uint8 RGB of ``size``; ``pts`` in ``time_base``
+        (default the source's). The pixels are copied before this returns."""
+        w, h = self.size
+        if pixels.shape != (h, w, 3) or pixels.dtype != np.uint8:
+            raise ValueError(f"expected uint8 pixels of shape {(h, w, 3)}, got {pixels.dtype} {pixels.shape}")
+        out_pts = self._out_pts(pts, time_base)
+        if out_pts is None:
+            return
+        fw, fh = self.frame_size
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[:fh, :fw]), format="rgb24")
+        self._queue_frame(frame, out_pts)
+
+    def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int,
+                  time_base: Fraction | None = None) -> None:
+        """Queue one frame given as BT.709 limited-range YUV 4:2:0 planes (uint8):
+        ``y`` [H, W], ``u``/``v`` [ceil(H/2), ceil(W/2)], with (W, H) = ``frame_size``."""
+        w, h = self.frame_size
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        for name, plane, shape in (("y", y, (h, w)), ("u", u, (ch, cw)), ("v", v, (ch, cw))):
+            if plane.shape != shape or plane.dtype != np.uint8:
+                raise ValueError(f"expected uint8 {name} plane of shape {shape}, got {plane.dtype} {plane.shape}")
+        out_pts = self._out_pts(pts, time_base)
+        if out_pts is None:
+            return
+        frame = av.VideoFrame(w, h, "yuv420p")
+        for dst_plane, src in zip(frame.planes, (y, u, v), strict=True):
+            rows = np.frombuffer(dst_plane, np.uint8).reshape(-1, dst_plane.line_size)
+            rows[: src.shape[0], : src.shape[1]] = src
+        frame.colorspace, frame.color_range = 1, 1  # AVCOL_SPC_BT709, AVCOL_RANGE_MPEG
+        self._queue_frame(frame, out_pts)
+
+    def _out_pts(self, pts: int, time_base: Fraction | None) -> int | None:
+        """Source pts -> output pts (shifted by start, strictly increasing); None drops the frame."""
+        if time_base is not None and time_base != self.time_base:
+            pts = round(pts * Fraction(time_base) / self.time_base)
+        out = pts - self._origin_pts
+        seconds = float(out * self.time_base)
+        if out < 0 or (self._end_s is not None and self._origin_s + seconds >= self._end_s - 1e-6):
+            self.frames_dropped += 1
+            log.debug("%s: dropping a frame at %.3fs outside the trim range", self.dst, seconds)
+            return None
+        if self._last_pts is not None and out <= self._last_pts:
+            level = logging.DEBUG if self._reordered else logging.WARNING
+            log.log(level, "%s: timestamp %d is not after %d; moved forward", self.dst, out, self._last_pts)
+            self._reordered = True
+            out = self._last_pts + 1
+        if self._last_pts is not None:
+            self._step = out - self._last_pts
+        self._last_pts = out
+        return out
+
+    def _queue_frame(self, frame: av.VideoFrame, out_pts: int) -> None:
+        if self._thread is None:
+            raise RuntimeError("VideoWriter is not open (use it in a with block)")
+        frame.pts = out_pts
+        frame.time_base = self.time_base
+        self._put(frame)
+        self.frames_written += 1
+
+    def _put(self, item: av.VideoFrame | None) -> None:
+        """Blocking put that re-raises the encode thread's error instead of waiting forever."""
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    # -- the encode thread -----------------------------------------------------------------
+
+    def _open_container(self, tmp: Path) -> tuple:
+        """Output container, video stream and audio passthrough, header written."""
+        cfg, spec = self.cfg, _CODECS[self.cfg.codec]
+        options = {"movflags": "+faststart"} if tmp.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+        try:
+            out = av.open(str(tmp), "w", container_options=options)
+        except (av.error.FFmpegError, ValueError) as err:
+            reason = (f"{self.dst.suffix} is not a video format I can write" if self.dst.suffix
+                      else "no file extension to choose a video format by")
+            raise OutputError(f"{self.dst}: {reason} (use .mp4, .mov, .mkv or .webm)") from err
+        passthrough = None
+        cannot_hold = OutputError(f"{self.dst}: a {self.dst.suffix} file cannot hold {cfg.codec} video "
+                                  f"(use .mkv or .mov)")
+        try:
+            try:
+                video = _add_video_stream(out, cfg, self.like, self.frame_size)
+            except ValueError as err:  # PyAV: the muxer refuses the codec outright
+                raise cannot_hold from err
+            if self.like.creation_time:
+                out.metadata["creation_time"] = self.like.creation_time
+            if self.audio_from is not None:
+                passthrough = Passthrough(out, self.audio_from, self._origin_s, self._end_s)
+            try:
+                out.start_encoding()
+            except av.error.FFmpegError as err:
+                # Muxers only vouch for some codecs (supported_codecs); others are tried.
+                if spec.encoder not in out.supported_codecs:
+                    raise cannot_hold from err
+                raise _output_error(err, self.dst) or OutputError(
+                    f"{self.dst}: cannot start encoding with {spec.encoder} {cfg.pixel_format} "
+                    f"{self.frame_size[0]}x{self.frame_size[1]} ({av_reason(err)})") from err
+        except BaseException:
+            if passthrough is not None:
+                passthrough.close()
+            _close_quietly(out)
+            raise
+        return out, video, passthrough
+
+    def _encode_loop(self, out: av.container.OutputContainer, video: av.video.stream.VideoStream,
+                     passthrough: Passthrough | None) -> None:
+        # One frame is held back so its duration is known when it is encoded (VFR-exact).
+        held: av.VideoFrame | None = None
+        try:
+            while not self._abort.is_set():
+                frame = self._queue.get()
+                if self._abort.is_set():
+                    break
+                if held is not None:
+                    step = frame.pts - held.pts if frame is not None else self._last_duration()
+                    self._encode(out, video, passthrough, held, step)
+                if frame is None:
+                    break
+                held = frame
+            if not self._abort.is_set():
+                _mux(out, self._timed(video.encode(None)))
+                if passthrough is not None:
+                    end = (self._last_pts + self._last_duration()) * self.time_base
+                    passthrough.finish(self._origin_s + float(end))
+                out.close()
+        except BaseException as err:
+            mapped = _output_error(err, self.dst)
+            if mapped is not None:
+                mapped.__cause__ = err
+            self._error = mapped or err
+            self._abort.set()
+        finally:
+            if passthrough is not None:
+                passthrough.close()
+            if self._abort.is_set():
+                _close_quietly(out)
+                _drain(self._queue)
+
+    def _last_duration(self) -> int:
+        """The last frame lasts as long as the one before it, but not past ``end``."""
+        step = self._step or _step(self.like)
+        if self._end_s is not None:
+            room = round(Fraction(self._end_s - self._origin_s) / self.time_base) - self._last_pts
+            step = max(1, min(step, room))
+        return step
+
+    def _encode(self, out: av.container.OutputContainer, video: av.video.stream.VideoStream,
+                passthrough: Passthrough | None, frame: av.VideoFrame, duration: int) -> None:
+        t = self._origin_s + float(frame.pts * self.time_base)
+        if frame.format.name != video.pix_fmt:
+            pts = frame.pts
+            frame = frame.reformat(format=video.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
+            frame.pts, frame.time_base = pts, self.time_base
+        self._durations[frame.pts] = duration
+        _mux(out, self._timed(video.encode(frame)))
+        if passthrough is not None:
+            passthrough.pump(t)
+
+    def _timed(self, packets: list) -> list:
+        """Give packets their frame's duration (encoders reorder frames and lose it)."""
+        for packet in packets:
+            packet.duration = self._durations.pop(packet.pts, packet.duration)
+        return packets
+
+
+def _add_video_stream(out: av.container.OutputContainer, cfg: VideoOutConfig, like: VideoInfo,
+                      size: tuple[int, int]) -> av.video.stream.VideoStream:
+    rate = like.fps if like.fps and like.fps > 0 else Fraction(25)
+    video = out.add_stream(_CODECS[cfg.codec].encoder, rate=rate)
+    video.width, video.height = size
+    video.pix_fmt = cfg.pixel_format
+    video.codec_context.time_base = like.time_base
+    video.time_base = like.time_base
+    video.codec_context.thread_count = cfg.threads
+    video.codec_context.colorspace = 1  # AVCOL_SPC_BT709
+    video.codec_context.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+    video.options = cfg.encoder_options()
+    return video
+
+
+def _step(like: VideoInfo) -> int:
+    return max(1, round(1 / (like.fps * like.time_base))) if like.fps else 1
+
+
+def _mux(out: av.container.OutputContainer, packets: list) -> None:
+    """The one place packets reach the file (tests replace it to simulate a full disk)."""
+    out.mux(packets)
+
+
+def _drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _close_quietly(container: av.container.Container) -> None:
+    try:
+        container.close()
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        log.debug("ignoring error while discarding output: %s", av_reason(err))
+
+
+_DISK_REASONS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for this file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "I/O error",
+}
+
+
+def _output_error(err: BaseException, dst: Path) -> OutputError | None:
+    """A one-line ``OutputError`` for write failures a user can fix; None for anything else."""
+    if isinstance(err, OutputError):
+        return err
+    reason = _DISK_REASONS.get(getattr(err, "errno", None) or 0) if isinstance(err, OSError) else None
+    return OutputError(f"{dst}: cannot write ({reason})") if reason else None
+
+
+# -- files ---------------------------------------------------------------------------------
+
+def check_destination(dst: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output (without overwrite), a folder, or a missing parent folder.
+
+    Raises:
+        OutputError: with one line naming ``dst`` and the reason.
+    """
+    target = Path(dst)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder; give a file name for the output")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: already exists (use overwrite to replace it)")
+    if not target.parent.is_dir():
+        raise OutputError(f"{target}: folder {target.parent} does not exist")
+    return target
+
+
+def _reserve_temp(dst: Path) -> Path:
+    """Create the hidden partial file beside ``dst`` (same extension, so the same muxer)."""
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{dst.suffix}")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        reason = _DISK_REASONS.get(err.errno or 0, err.strerror or str(err))
+        raise OutputError(f"{dst}: cannot write in {dst.parent} ({reason})") from err
+    return tmp
+
+
+def _commit(tmp: Path, dst: Path, overwrite: bool) -> None:
+    """Move the finished file into place; without ``overwrite`` never replace a file that
+    appeared meanwhile."""
+    try:
+        if overwrite:
+            os.replace(tmp, dst)
+            return
+        try:
+            os.link(tmp, dst)  # fails if dst exists, atomically
+        except FileExistsError:
+            raise OutputError(f"{dst}: already exists (use overwrite to replace it)") from None
+        except OSError:  # no hard links here (FAT, some network shares)
+            if dst.exists():
+                raise OutputError(f"{dst}: already exists (use overwrite to replace it)") from None
+            os.replace(tmp, dst)
+            return
+        tmp.unlink()
+    except OSError as err:
+        reason = _DISK_REASONS.get(err.errno or 0, err.strerror or str(err))
+        raise OutputError(f"{dst}: cannot move the finished file into place ({reason})") from err
+
+
+# -- audio and subtitles -------------------------------------------------------------------
+
+class Passthrough:
+    """The audio and subtitle streams of a file, remuxed (or re-encoded) into an output and cut to
+    the written video. Times are source seconds; ``origin`` is written at t=0."""
+
+    def __init__(self, out: av.container.OutputContainer, src: Path, origin: float,
+                 end: float | None) -> None:
+        self.src = open_input(src)
+        self.origin, self.end = origin, end
+        self.routes: dict[int, _Route] = {}
+        accepted = out.supported_codecs
+        # mp4/mov keep a packet that starts before the cut (decoder preroll, hidden by an edit
+        # list); Matroska would shift every stream to make its negative timestamp non-negative.
+        preroll = bool(out.format.flags & av.format.Flags.ts_negative.value)
+        for stream in list(self.src.streams.audio) + list(self.src.streams.subtitles):
+            if stream.codec_context is None:
+                continue
+            name = stream.codec_context.name
+            if not accepted or name in accepted:
+                copy = out.add_stream_from_template(stream)
+                self.routes[stream.index] = _Route(stream, copy, origin, preroll=preroll)
+            elif stream.type == "audio":
+                codec = next((c for c in ("aac", "libopus") if c in accepted), out.default_audio_codec)
+                log.info("%s: %s audio does not fit this container; re-encoding to %s", src, name, codec)
+                self.routes[stream.index] = _Route(stream, _audio_encoder(out, stream, codec), origin,
+                                                   preroll=True, encode=True)
+            else:
+                log.warning("%s: dropping %s subtitles (the output container cannot hold them)", src, name)
+        self.packets = None
+        self.pending: av.Packet | None = None
+        if self.routes:
+            if origin > 0:
+                try:
+                    self.src.seek(int(origin * av.time_base), backward=True)
+                except av.error.FFmpegError as err:
+                    log.debug("audio seek failed (%s); reading from the start", av_reason(err))
+            streams = [s for s in self.src.streams if s.index in self.routes]
+            self.packets = self.src.demux(*streams)
+
+    def pump(self, until: float, limit: float | None = None) -> None:
+        """Mux packets that start before ``until``; skip those before ``origin``."""
+        limit = self.end if limit is None else limit
+        while self.packets is not None:
+            packet = self.pending or next(self.packets, None)
+            self.pending = None
+            if packet is None:
+                self.packets = None
+                break
+            if packet.pts is None or packet.size == 0:
+                continue
+            start = float(packet.pts * packet.time_base)
+            if start >= until:
+                self.pending = packet
+                break
+            if limit is not None and start >= limit:
+                continue
+            self.routes[packet.stream.index].send(packet, start, limit)
+
+    def finish(self, end: float) -> None:
+        """Mux everything that starts before ``end``, then flush re-encoders."""
+        self.pump(end, limit=end)
+        for route in self.routes.values():
+            route.flush(end)
+
+    def close(self) -> None:
+        self.packets = None
+        _close_quietly(self.src)
+
+
+class _Route:
+    """One source stream into one output stream: remuxed packets, or decoded and re-encoded."""
+
+    def __init__(self, src: av.stream.Stream, dst: av.stream.Stream, origin: float, *,
+                 preroll: bool, encode: bool = False) -> None:
+        self.src, self.dst, self.origin = src, dst, origin
+        self.preroll, self.encode = preroll and src.type == "audio", encode
+
+    def send(self, packet: av.Packet, start: float, limit: float | None) -> None:
+        duration = float((packet.duration or 0) * packet.time_base)
+        if not self.preroll and start < self.origin - 1e-9:
+            return
+        if start + 2 * duration <= self.origin + 1e-9:
+            return  # before the trim; the one packet just before it is kept as decoder preroll
+        if self.encode:
+            for frame in self.src.decode(packet):
+                self._encode(frame, limit)
+            return
+        shift = round(Fraction(self.origin) / packet.time_base)
+        packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        packet.stream = self.dst
+        _mux(self.dst.container, packet)
+
+    def _encode(self, frame: av.AudioFrame, limit: float | None) -> None:
+        """Re-encode, cutting samples outside [origin, limit) exactly."""
+        rate = frame.sample_rate
+        first = round((frame.pts * frame.time_base - Fraction(self.origin)) * rate)  # output sample
+        skip = max(0, -first)
+        keep = frame.samples - skip
+        if limit is not None:
+            keep = min(keep, round((limit - self.origin) * rate) - (first + skip))
+        if keep <= 0:
+            return
+        if skip or keep < frame.samples:
+            frame = _slice_samples(frame, skip, keep)
+        frame.pts = first + skip
+        frame.time_base = Fraction(1, rate)
+        _mux(self.dst.container, self.dst.encode(frame))
+
+    def flush(self, limit: float | None) -> None:
+        if self.encode:
+            for frame in self.src.decode(None):
+                self._encode(frame, limit)
+            _mux(self.dst.container, self.dst.encode(None))
+
+
+def _slice_samples(frame: av.AudioFrame, skip: int, keep: int) -> av.AudioFrame:
+    data = frame.to_ndarray()  # planar: [channels, samples]; packed: [1, samples * channels]
+    per = 1 if frame.format.is_planar else len(frame.layout.channels)
+    part = np.ascontiguousarray(data[:, skip * per : (skip + keep) * per])
+    out = av.AudioFrame.from_ndarray(part, format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
+def _audio_encoder(out: av.container.OutputContainer, src: av.audio.stream.AudioStream,
+                   codec: str) -> av.audio.stream.AudioStream:
+    rate = src.codec_context.sample_rate or 48000
+    if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+        rate = 48000
+    stream = out.add_stream(codec, rate=rate)
+    stream.layout = _layout_name(src.codec_context.layout)
+    return stream
+
+
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _layout_name(layout: av.AudioLayout | None) -> str:
+    """A named channel layout encoders accept ("1 channels" from raw PCM is not one)."""
+    if layout is None:
+        return "stereo"
+    if not layout.name.endswith("channels"):
+        return layout.name
+    return _DEFAULT_LAYOUTS.get(len(layout.channels), "stereo")

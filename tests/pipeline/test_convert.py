@@ -1,0 +1,152 @@
+"""The convert runner end to end: frame counts, timestamps, audio, paste-back, nothing left behind.
+
+A stub detector puts a fixed face on chosen frames so these tests need no detector model and run
+on tiny synthetic clips; tests with real faces use ../shared/media and the dlib detector.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from pipeline import NoFaceError, OutputError, build_model, make_random_checkpoint
+from pipeline.convert import ConvertConfig, convert_file
+from pipeline.detect import Face
+from pipeline.locate import FaceConfig
+from pipeline.paste import PasteConfig
+from pipeline.video_out import VideoOutConfig
+
+from .clips import audio_span, make_clip
+
+LOSSLESS = VideoOutConfig(codec="ffv1", pix_fmt="bgr0")
+
+
+def synthetic_face(cx: float, cy: float, eye_dist: float) -> Face:
+    """68 landmarks with the eyes ``eye_dist`` apart around (cx, cy) and a mouth below."""
+    lm = np.zeros((68, 2), np.float32)
+    lm[:, 0], lm[:, 1] = cx, cy + eye_dist
+    lm[36:42] = (cx - eye_dist / 2, cy)
+    lm[42:48] = (cx + eye_dist / 2, cy)
+    lm[48] = (cx - eye_dist / 3, cy + eye_dist)
+    lm[54] = (cx + eye_dist / 3, cy + eye_dist)
+    half = eye_dist
+    return Face(box=(cx - half, cy - half, cx + half, cy + 2 * half), landmarks=lm, score=1.0)
+
+
+class StubDetector:
+    """Finds one face on the frames whose index is in ``on`` (all frames when None)."""
+
+    def __init__(self, face: Face, on: set[int] | None = None) -> None:
+        self.face, self.on, self.calls = face, on, 0
+
+    def detect(self, pixels: np.ndarray) -> list[Face]:
+        i = self.calls
+        self.calls += 1
+        return [self.face] if self.on is None or i in self.on else []
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(make_random_checkpoint("tiny", seed=11))
+
+
+def decode(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(s)]
+        return frames, s.time_base
+
+
+def test_full_mode_keeps_frames_timestamps_and_audio(tmp_path, model):
+    pts = [0, 2, 3, 7, 8, 12, 13, 20]                       # variable frame rate, time base 1/20
+    src = make_clip(tmp_path / "in.mkv", size=(96, 80), pts=pts, time_base=Fraction(1, 20), fps=10,
+                    audio=True, codec="ffv1", pix_fmt="bgr0")
+    dst = tmp_path / "out.mkv"
+    det = StubDetector(synthetic_face(48, 36, 40), on={0, 1, 2, 3, 5, 6, 7})   # lost on frame 4
+    result = convert_file(src, dst, model, det, ConvertConfig(video_out=LOSSLESS))
+    assert result.frames_in == result.frames_out == len(pts)
+    assert result.frames_with_face == 7
+    src_frames, src_tb = decode(src)
+    out_frames, out_tb = decode(dst)
+    assert [p * out_tb for p, _ in out_frames] == [p * src_tb for p, _ in src_frames]
+    # frame 4 had no face: passed through untouched; the others were changed inside the window only
+    assert np.array_equal(out_frames[4][1], src_frames[4][1])
+    assert not np.array_equal(out_frames[0][1], src_frames[0][1])
+    a_in, a_out = audio_span(src), audio_span(dst)
+    assert a_out is not None and abs((a_out[1] - a_out[0]) - (a_in[1] - a_in[0])) < 0.05
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv"]
+
+
+def test_paste_touches_only_the_crop_window(tmp_path, model):
+    src = make_clip(tmp_path / "in.mkv", frames=2, size=(160, 96), codec="ffv1", pix_fmt="bgr0")
+    dst = tmp_path / "out.mkv"
+    # eyes 64 px apart -> scale 1; the crop window is +-256 px around the eyes clipped to the frame,
+    # so with a wide frame and padding 24 it covers only the middle
+    cfg = ConvertConfig(face=FaceConfig(padding=24), video_out=LOSSLESS)
+    convert_file(src, dst, model, StubDetector(synthetic_face(80, 40, 64)), cfg)
+    (_, a), _ = decode(src)[0][0], None
+    out = decode(dst)[0][0][1]
+    diff = np.abs(out.astype(int) - a.astype(int)).sum(axis=2)
+    cols = np.nonzero(diff.sum(axis=0))[0]
+    assert cols.min() >= 80 - 24 - 1 and cols.max() <= 80 + 24 + 1      # window: x in [56, 104)
+    assert diff[:, :50].sum() == 0 and diff[:, 110:].sum() == 0
+
+
+def test_crop_mode_writes_the_4x_crop(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=4, size=(96, 80))
+    dst = tmp_path / "out.mp4"
+    cfg = ConvertConfig(paste=PasteConfig(mode="crop"))
+    result = convert_file(src, dst, model, StubDetector(synthetic_face(48, 36, 64)), cfg)
+    frames, _ = decode(dst)
+    assert result.frames_out == len(frames) == 4
+    h, w = frames[0][1].shape[:2]
+    assert (h % 32, w % 32) == (0, 0) and h >= 4 * 64
+
+
+def test_no_face_anywhere_fails_and_leaves_nothing(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=3)
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(NoFaceError, match="no face"):
+        convert_file(src, dst, model, StubDetector(synthetic_face(0, 0, 1), on=set()), ConvertConfig())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    result = convert_file(src, dst, model, StubDetector(synthetic_face(0, 0, 1), on=set()),
+                          ConvertConfig(no_face="pass"))
+    assert result.frames_out == 3 and dst.exists()
+
+
+def test_drop_lost_frames(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=6, size=(96, 80))
+    dst = tmp_path / "out.mp4"
+    det = StubDetector(synthetic_face(48, 36, 40), on={0, 1, 4, 5})
+    result = convert_file(src, dst, model, det, ConvertConfig(drop_lost=True))
+    frames, tb = decode(dst)
+    assert result.frames_out == len(frames) == 4
+    assert [round(float(p * tb) * 10) for p, _ in frames] == [0, 1, 4, 5]     # source times kept
+
+
+def test_existing_output_refused_before_any_work(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"keep me")
+    det = StubDetector(synthetic_face(32, 20, 30))
+    with pytest.raises(OutputError, match="exists"):
+        convert_file(src, dst, model, det, ConvertConfig())
+    assert dst.read_bytes() == b"keep me" and det.calls == 0
+
+
+def test_batched_equals_unbatched(tmp_path, model):
+    from pipeline.generate import GenerateConfig
+    from pipeline.invert import InvertConfig
+
+    src = make_clip(tmp_path / "in.mkv", frames=5, size=(96, 80), codec="ffv1", pix_fmt="bgr0")
+    outs = []
+    for b in (1, 3):
+        dst = tmp_path / f"out{b}.mkv"
+        cfg = ConvertConfig(invert=InvertConfig(batch_size=b), generate=GenerateConfig(batch_size=b),
+                            video_out=LOSSLESS)
+        convert_file(src, dst, model, StubDetector(synthetic_face(48, 36, 40)), cfg)
+        outs.append(decode(dst)[0])
+    for (p1, a), (p3, b) in zip(*outs, strict=True):
+        assert p1 == p3 and np.abs(a.astype(int) - b.astype(int)).max() <= 1
