@@ -53,17 +53,21 @@ def _convert_config(args: argparse.Namespace, device: object) -> object:
     from pipeline.invert import InvertConfig
     from pipeline.locate import FaceConfig
     from pipeline.paste import PasteConfig
+    from pipeline.smooth import SmoothConfig
     from pipeline.video_in import VideoInConfig
     from pipeline.video_out import VideoOutConfig
 
     batch = args.batch_size or default_batch_size(device)
     try:
+        strength, keyframes = _parse_strength(args.strength)
+        smooth = SmoothConfig(filter=args.smooth_filter, strength=_parse_group_strength(args.smooth_strength),
+                              window=args.smooth_window)
         return ConvertConfig(
             video_in=VideoInConfig(start=args.start, end=args.end),
-            face=FaceConfig(faces=args.face, detect_every=args.detect_every,
-                            aligned_every_frame=args.style_code == "per-frame"),
+            face=FaceConfig(faces=args.face, detect_every=args.detect_every),
             invert=InvertConfig(batch_size=batch, style_code=args.style_code),
-            generate=GenerateConfig(batch_size=batch, strength=args.strength),
+            smooth=smooth,
+            generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes),
             paste=PasteConfig(mode=args.output_mode, feather=args.feather),
             video_out=VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
                                      overwrite=args.overwrite, keep_audio=not args.no_audio),
@@ -72,6 +76,33 @@ def _convert_config(args: argparse.Namespace, device: object) -> object:
         from pipeline.errors import UsageError
 
         raise UsageError(str(e)) from e
+
+
+def _parse_strength(text: str | float) -> tuple[float, tuple[tuple[float, float], ...]]:
+    """``--strength 0.8`` or keyframes ``--strength 0:0,2:1`` (seconds:strength, linear ramp)."""
+    from pipeline.generate import parse_keyframes
+
+    text = str(text)
+    if ":" in text:
+        return 1.0, parse_keyframes(text)
+    try:
+        return float(text), ()
+    except ValueError:
+        raise ValueError(f"--strength {text!r}: give a number or keyframes like 0:0,2:1") from None
+
+
+def _parse_group_strength(text: str | float) -> tuple[float, float, float]:
+    """``--smooth-strength 1`` or ``coarse,middle,fine`` such as ``1,0.5,0``."""
+    parts = [p for p in str(text).split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--smooth-strength {text!r}: give one number or three (coarse,middle,fine)") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise ValueError(f"--smooth-strength {text!r}: give one number or three (coarse,middle,fine)")
+    return values[0], values[1], values[2]
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -143,6 +174,32 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_metrics_flicker(args: argparse.Namespace) -> int:
+    from pipeline.metrics import flicker
+
+    report = flicker(args.input, args.output, max_frames=args.max_frames, flow_size=args.flow_size)
+    print(json.dumps(report.as_dict()) if args.json else report.as_table())
+    return EXIT_OK
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("metrics", help="measure a conversion (temporal consistency)")
+    m_sub = m.add_subparsers(dest="metrics_command", metavar="METRIC")
+    f = m_sub.add_parser(
+        "flicker", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="warping error and responsiveness of OUTPUT against the motion of INPUT",
+        description="Temporal consistency of a stylized clip: the warping error of OUTPUT under optical flow "
+                    "computed on INPUT (mean absolute difference, 0-255 levels, inside the face region; the "
+                    "input's own value is the floor), and responsiveness (how much of the input's motion the "
+                    "output follows: 1 = all, 0 = frozen). Both clips must have the same frames.")
+    f.add_argument("input", help="the source clip")
+    f.add_argument("output", help="the stylized clip (full output mode)")
+    f.add_argument("--max-frames", type=int, default=None, help="compare only the first N frames")
+    f.add_argument("--flow-size", type=int, default=640, help="long side of the frames the flow is computed on")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.set_defaults(func=_cmd_metrics_flicker)
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert", help="stylize the faces in a video, a photo or a folder of them",
@@ -159,10 +216,18 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                    help="fp16 needs CUDA; bf16 is about 2x faster than fp32 on recent CPUs")
     g.add_argument("--batch-size", type=int, default=0, help="faces per batch (0: 1 on CPU, 8 on CUDA)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
-    g.add_argument("--strength", type=float, default=1.0,
-                   help="editing models (age, hair): scale of the edit; negative reverses it")
-    g.add_argument("--style-code", default="first-frame", choices=["first-frame", "per-frame"],
-                   help="where the style codes come from: the first frame's aligned face (official) or every frame's")
+    g.add_argument("--strength", default="1.0",
+                   help="editing models (age, hair): scale of the edit (positive = the trained direction, as the "
+                        "official video script; negative reverses it), or keyframes seconds:strength,... for a "
+                        "linear ramp, e.g. 0:0,3:1.2")
+    g.add_argument("--style-code", default="smoothed", choices=["first-frame", "per-frame", "smoothed"],
+                   help="style codes from the first frame's aligned face (official, frozen), from every frame "
+                        "(follows the face, flickers), or from every frame smoothed over time")
+    g.add_argument("--smooth-filter", default="gaussian", choices=["gaussian", "ema", "one-euro"],
+                   help="smoothed codes: centred window (latency = window), causal average, or adaptive One-Euro")
+    g.add_argument("--smooth-strength", default="1",
+                   help="smoothing per layer group: one value or coarse,middle,fine (0 = off, 1 = default)")
+    g.add_argument("--smooth-window", type=int, default=6, help="smoothing look-ahead / time scale in frames")
     g = p.add_argument_group("faces")
     g.add_argument("--face", default="largest", choices=["largest", "all"], help="which faces to stylize")
     g.add_argument("--detector", default="dlib", help="face detector backend")
@@ -204,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="logging detail on stderr (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_convert(sub)
+    _add_metrics(sub)
     models = sub.add_parser("models", help="list the official models and which are cached",
                             description="List the official StyleGANEX models, what each does, and which are "
                                         "already downloaded (cache: $FACESTYLE_MODEL_DIR or ~/.cache/facestyle).")

@@ -3,7 +3,8 @@
     frames    = video_in.read(src, cfg.video_in)
     located   = locate.locate(frames, detector, cfg.face, ...)
     inverted  = invert.invert(located, model, cfg.invert)
-    generated = generate.generate(inverted, model, cfg.generate)
+    smoothed  = smooth.smooth(inverted, cfg.smooth)            # style code mode "smoothed"
+    generated = generate.generate(smoothed, model, cfg.generate)
     out       = paste.paste(generated, cfg.paste)
     video_out.write(out, dst, cfg.video_out, info, audio_from=src)
 
@@ -16,10 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import generate, invert, locate, paste, video_in, video_out
+from . import generate, invert, locate, paste, smooth, video_in, video_out
 from .detect import Detector
 from .errors import FacestyleError, InputError, NoFaceError, OutputError
 from .media_info import is_image_path
@@ -44,6 +45,7 @@ class ConvertConfig:
     video_in: video_in.VideoInConfig = field(default_factory=video_in.VideoInConfig)
     face: locate.FaceConfig = field(default_factory=locate.FaceConfig)
     invert: invert.InvertConfig = field(default_factory=invert.InvertConfig)
+    smooth: smooth.SmoothConfig = field(default_factory=smooth.SmoothConfig)
     generate: generate.GenerateConfig = field(default_factory=generate.GenerateConfig)
     paste: paste.PasteConfig = field(default_factory=paste.PasteConfig)
     video_out: video_out.VideoOutConfig = field(default_factory=video_out.VideoOutConfig)
@@ -134,9 +136,12 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
     with reader:
         frames = counter.count_in(reader)
         located = counter.count_faces(
-            locate.locate(frames, detector, cfg.face, (info.width, info.height), float(info.fps or 25)),
+            locate.locate(frames, detector, cfg.face, (info.width, info.height), float(info.fps or 25),
+                          aligned_every_frame=cfg.invert.style_code != "first-frame"),
             cfg.drop_lost)
         inverted = invert.invert(located, model, cfg.invert)
+        if cfg.invert.style_code == "smoothed":
+            inverted = smooth.smooth(inverted, replace(cfg.smooth, fps=float(info.fps or cfg.smooth.fps)))
         generated = generate.generate(inverted, model, cfg.generate)
         out = _require_a_face(paste.paste(generated, cfg.paste), counter, cfg, src)
         written = video_out.write(_count_out(counted_output(out), counter), dst, cfg.video_out, info,

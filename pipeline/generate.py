@@ -14,10 +14,42 @@ from .model import Latents, StyleGANEX
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """``strength``: scale of the editing direction of editing models (age, hair); ignored otherwise."""
+    """Options of the generate stage.
+
+    Attributes:
+        batch_size: faces per generator call.
+        strength: scale of the editing direction of editing models (age, hair); ignored otherwise.
+        keyframes: ``((time_s, strength), ...)`` sorted by time: the strength ramps linearly between
+            them and holds before the first and after the last (overrides ``strength``).
+    """
 
     batch_size: int = 1
     strength: float = 1.0
+    keyframes: tuple[tuple[float, float], ...] = ()
+
+    def strength_at(self, t: float) -> float:
+        if not self.keyframes:
+            return self.strength
+        times = [k[0] for k in self.keyframes]
+        return float(np.interp(t, times, [k[1] for k in self.keyframes]))
+
+
+def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0:0,2.5:1"`` -> ``((0.0, 0.0), (2.5, 1.0))``: strength keyframes as ``seconds:strength``.
+
+    Raises:
+        ValueError: malformed text or times not increasing.
+    """
+    frames = []
+    for part in text.split(","):
+        t, _, v = part.partition(":")
+        try:
+            frames.append((float(t), float(v)))
+        except ValueError:
+            raise ValueError(f"bad strength keyframe {part!r}: use seconds:strength, e.g. 0:0,2:1") from None
+    if any(b[0] <= a[0] for a, b in zip(frames, frames[1:], strict=False)):
+        raise ValueError("strength keyframe times must increase")
+    return tuple(frames)
 
 
 @dataclass(eq=False)
@@ -33,8 +65,11 @@ def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) 
         for batch in batches(items, cfg.batch_size, lambda r: len(r.latents)):
             lats = [lat for rec in batch for lat in rec.latents]
             images: list[np.ndarray | None] = [None] * len(lats)
+            times = [rec.located.frame.time for rec in batch for _ in rec.latents]
+            scales = torch.tensor([cfg.strength_at(t) for t in times])
             for _, idx in group_by_shape([lat.feature[0] for lat in lats]).items():
-                y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=cfg.strength)
+                scale = scales[idx] if cfg.keyframes else cfg.strength
+                y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=scale)
                 for j, pixels in zip(idx, to_pixels(y), strict=True):
                     images[j] = pixels
             k = 0

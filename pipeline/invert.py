@@ -3,7 +3,8 @@
 Style codes (the W+ rows) come from the aligned face ``x2``:
     * ``first-frame``: each track's first aligned face, computed once and reused (the official
       video behaviour);
-    * ``per-frame``: every frame's own aligned face (follows expressions, flickers unless smoothed).
+    * ``per-frame``: every frame's own aligned face (follows expressions, flickers unless smoothed);
+    * ``smoothed``: per-frame codes here, filtered over time by the smooth stage.
 The ``x1`` pass only runs what the output depends on (stem and IR-SE units 0-20).
 """
 from __future__ import annotations
@@ -18,13 +19,13 @@ from .batch import batches, group_by_shape, to_images
 from .locate import Located
 from .model import Latents, StyleGANEX
 
-STYLE_CODES = ("first-frame", "per-frame")
+STYLE_CODES = ("first-frame", "per-frame", "smoothed")
 
 
 @dataclass(frozen=True)
 class InvertConfig:
     batch_size: int = 1
-    style_code: str = "first-frame"
+    style_code: str = "smoothed"
 
     def __post_init__(self) -> None:
         if self.style_code not in STYLE_CODES:
@@ -47,7 +48,7 @@ def invert(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> It
             faces = [f for rec in batch for f in rec.faces]
             # W+ codes: one [1, 18, D] per face
             fresh = [i for i, f in enumerate(faces) if f.aligned is not None
-                     and (cfg.style_code == "per-frame" or f.track_id not in track_codes)]
+                     and (cfg.style_code != "first-frame" or f.track_id not in track_codes)]
             codes: dict[int, Tensor] = {}
             if fresh:
                 w = model.codes(to_images([faces[i].aligned for i in fresh], device, dtype))

@@ -30,14 +30,11 @@ class FaceConfig:
         faces: ``"largest"`` (one face, the largest) or ``"all"`` (every face, one track each).
         detect_every: run the detector on every N-th frame and track in between.
         padding: half the crop side around the eyes, in pixels after scaling eyes to 64 px apart.
-        aligned_every_frame: cut the aligned ``x2`` face on every frame (per-frame style codes);
-            otherwise only on a track's first frame (the official first-frame behaviour).
     """
 
     faces: str = "largest"
     detect_every: int = 1
     padding: int = 256
-    aligned_every_frame: bool = False
 
     def __post_init__(self) -> None:
         if self.faces not in ("largest", "all"):
@@ -74,7 +71,7 @@ class Located:
 
 
 def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_size: tuple[int, int],
-           fps: float) -> Iterator[Located]:
+           fps: float, aligned_every_frame: bool = True) -> Iterator[Located]:
     """Detect, track and crop.
 
     Args:
@@ -83,6 +80,8 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
         cfg: options.
         frame_size: ``(width, height)`` of the frames.
         fps: nominal frame rate (the tracker uses frame times when available).
+        aligned_every_frame: cut the aligned ``x2`` face on every frame (per-frame style codes);
+            otherwise only on a track's first frame (the official first-frame behaviour).
     """
     width, height = frame_size
     tracker = FaceTracker(height, width, TrackerConfig(mode=cfg.faces, padding=cfg.padding, fps=fps or 25.0))
@@ -95,7 +94,7 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
                 continue
             pixels = apply_crop(frame.pixels, track.crop)
             aligned = None
-            if cfg.aligned_every_frame or track.track_id not in seen:
+            if aligned_every_frame or track.track_id not in seen:
                 aligned = align_face(frame.pixels, track.landmarks)
                 seen.add(track.track_id)
             crops.append(FaceCrop(track.track_id, track.crop, track.landmarks, pixels, aligned))

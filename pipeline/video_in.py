@@ -39,13 +39,13 @@ from pipeline.media_info import (
     read_image,
     video_stream,
 )
+from pipeline.queues import POLL_S, drain, put_until
 
 __all__ = ["DecodeReport", "Frame", "FrameReader", "VideoInConfig", "VideoInfo", "probe", "read"]
 
 log = logging.getLogger(__name__)
 
 _KEEP_ERRORS = 5  # decode error messages kept in the report
-_PUT_POLL_S = 0.1  # how often a blocked decode thread checks for close()
 
 
 @dataclass(frozen=True)
@@ -199,9 +199,9 @@ class FrameReader(Iterator[Frame]):
         self._stop.set()
         thread, self._thread = self._thread, None
         while thread is not None and thread.is_alive():
-            _drain(self._queue)
-            thread.join(timeout=_PUT_POLL_S)
-        _drain(self._queue)
+            drain(self._queue)
+            thread.join(timeout=POLL_S)
+        drain(self._queue)
 
     def __enter__(self) -> FrameReader:
         return self
@@ -214,36 +214,17 @@ class FrameReader(Iterator[Frame]):
             self.close()
 
 
-def _drain(q: queue.Queue) -> None:
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
-
-
-def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Blocking put that gives up when the reader is closed; False means stop decoding."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=_PUT_POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 def _decode_thread(info: VideoInfo, cfg: VideoInConfig, report: DecodeReport,
                    q: queue.Queue, stop: threading.Event) -> None:
     source = _image_frames(info) if is_image_path(info.path) else _video_frames(info, cfg, report)
     try:
         for frame in source:
-            if not _put(q, frame, stop):
+            if not put_until(q, frame, stop.is_set):  # False: the reader was closed
                 return
             report.frames += 1
-        _put(q, _End(), stop)
+        put_until(q, _End(), stop.is_set)
     except BaseException as err:  # handed to the consumer, which re-raises it
-        _put(q, _Failed(err), stop)
+        put_until(q, _Failed(err), stop.is_set)
     finally:
         source.close()  # closes the container now, also when stopped early
 

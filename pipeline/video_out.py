@@ -7,18 +7,16 @@ remaining audio is muxed and the file appears under its final name; if the block
 (KeyboardInterrupt included) the partial file is deleted and nothing appears.
 
 Decisions:
-- Timestamps: frames keep their source pts, shifted by ``start`` when trimming (source time
-  ``start`` becomes 0, so the first frame may begin a fraction of a frame later and audio stays
-  in sync); the stream time base is the source's, so variable frame rate stays variable (muxers
-  with a fixed clock, e.g. Matroska's 1 ms, round it).
+- Timestamps (:mod:`pipeline.timeline`): frames keep their source pts and time base, shifted by
+  ``start`` when trimming, so variable frame rate stays variable and audio stays in sync.
 - Rotation: ``video_in`` hands out upright pixels, so the output is written upright with no
   display matrix (every player shows it the same way).
-- Audio and subtitles are remuxed without re-encoding when the output container accepts their
-  codec; otherwise audio is re-encoded (AAC, or Opus for WebM) and subtitles are dropped with a
-  warning. They are cut to the written video: from ``start`` to the end of the last frame (or
-  ``end``), to the packet, so audio and video lengths agree within one audio frame.
-- Atomic output: everything goes to a hidden ``.<name>.<tag>.partial<ext>`` beside the
-  destination (same extension, so the same muxer) and is renamed at the end.
+- Audio and subtitles are carried over by :mod:`pipeline.remux` (remuxed, or re-encoded when the
+  container cannot hold them) and cut to the written video: from ``start`` to the end of the last
+  frame (or ``end``).
+- Atomic output (:mod:`pipeline.atomic`): everything goes to a hidden
+  ``.<name>.<tag>.partial<ext>`` beside the destination (same extension, so the same muxer) and
+  is renamed at the end.
 - Colour: RGB is converted with BT.709 limited range and the stream is tagged so; planes given
   to ``write_yuv`` must already be BT.709 limited range.
 - Size: H.264/HEVC cannot hold odd sizes in 4:2:0/4:2:2, so the last row/column is cropped
@@ -26,12 +24,10 @@ Decisions:
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
 import threading
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,8 +38,13 @@ import av
 import cv2
 import numpy as np
 
+from pipeline.atomic import atomic_output, check_destination, commit, output_error, reserve_temp
 from pipeline.errors import OutputError, UsageError
-from pipeline.media_info import VideoInfo, av_reason, open_input
+from pipeline.media_info import VideoInfo, av_reason
+from pipeline.queues import POLL_S, drain, put_until
+from pipeline.remux import Passthrough, close_quietly
+from pipeline.remux import mux as _mux  # every packet reaches the file through this name (tests replace it)
+from pipeline.timeline import Timeline
 
 __all__ = ["VideoOutConfig", "VideoWriter", "check_destination", "write", "write_image"]
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                  "slower", "veryslow", "placebo")
-_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -168,15 +168,10 @@ def write_image(dst: str | os.PathLike, pixels: np.ndarray, *, overwrite: bool =
     target = check_destination(dst, overwrite)
     if not cv2.haveImageWriter(str(target)):
         raise OutputError(f"{target}: {target.suffix or 'no extension'} is not an image format I can write")
-    tmp = _reserve_temp(target)
-    try:
+    with atomic_output(target, overwrite) as tmp:
         ok = cv2.imwrite(str(tmp), np.ascontiguousarray(pixels[:, :, ::-1]))
         if not ok or tmp.stat().st_size == 0:
             raise OutputError(f"{target}: could not write the image (disk full or not writable?)")
-        _commit(tmp, target, overwrite)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -215,21 +210,19 @@ class VideoWriter:
             log.warning("%s: %s cannot encode %dx%d in %s; cropping to %dx%d", self.dst, cfg.codec,
                         *self.size, cfg.pixel_format, *self.frame_size)
         self.time_base: Fraction = like.time_base
-        self._origin_s = like.start_time + (start or 0.0)  # source seconds written at t=0
-        self._origin_pts = round(Fraction(self._origin_s) / self.time_base)
-        self._end_s = like.start_time + end if end is not None else None
+        self._timeline = Timeline(like, start, end, label=self.dst)
         self._tmp: Path | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._abort = threading.Event()
         self._done = False
-        self._last_pts: int | None = None
-        self._step: int | None = None
-        self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder
-        self._reordered = False  # warned about a non-increasing timestamp already
         self.frames_written = 0
-        self.frames_dropped = 0
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames not written because they lie outside the trim window."""
+        return self._timeline.dropped
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -247,7 +240,7 @@ class VideoWriter:
         """Create the partial file, the streams and the encode thread."""
         if self._tmp is not None:
             return
-        self._tmp = _reserve_temp(self.dst)
+        self._tmp = reserve_temp(self.dst)
         try:
             out, video, passthrough = self._open_container(self._tmp)
         except BaseException:
@@ -271,7 +264,7 @@ class VideoWriter:
             self._thread.join()
             if self._error is not None:
                 raise self._error
-            _commit(self._tmp, self.dst, self.cfg.overwrite)
+            commit(self._tmp, self.dst, self.cfg.overwrite)
         except BaseException:
             self.abort()
             raise
@@ -284,12 +277,12 @@ class VideoWriter:
         self._abort.set()
         thread, self._thread = self._thread, None
         while thread is not None and thread.is_alive():
-            _drain(self._queue)
+            drain(self._queue)
             try:
                 self._queue.put_nowait(None)  # wake a thread waiting for frames
             except queue.Full:
                 pass
-            thread.join(timeout=_POLL_S)
+            thread.join(timeout=POLL_S)
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
@@ -307,7 +300,7 @@ class VideoWriter:
         w, h = self.size
         if pixels.shape != (h, w, 3) or pixels.dtype != np.uint8:
             raise ValueError(f"expected uint8 pixels of shape {(h, w, 3)}, got {pixels.dtype} {pixels.shape}")
-        out_pts = self._out_pts(pts, time_base)
+        out_pts = self._timeline.place(pts, time_base)
         if out_pts is None:
             return
         fw, fh = self.frame_size
@@ -323,7 +316,7 @@ class VideoWriter:
         for name, plane, shape in (("y", y, (h, w)), ("u", u, (ch, cw)), ("v", v, (ch, cw))):
             if plane.shape != shape or plane.dtype != np.uint8:
                 raise ValueError(f"expected uint8 {name} plane of shape {shape}, got {plane.dtype} {plane.shape}")
-        out_pts = self._out_pts(pts, time_base)
+        out_pts = self._timeline.place(pts, time_base)
         if out_pts is None:
             return
         frame = av.VideoFrame(w, h, "yuv420p")
@@ -332,26 +325,6 @@ class VideoWriter:
             rows[: src.shape[0], : src.shape[1]] = src
         frame.colorspace, frame.color_range = 1, 1  # AVCOL_SPC_BT709, AVCOL_RANGE_MPEG
         self._queue_frame(frame, out_pts)
-
-    def _out_pts(self, pts: int, time_base: Fraction | None) -> int | None:
-        """Source pts -> output pts (shifted by start, strictly increasing); None drops the frame."""
-        if time_base is not None and time_base != self.time_base:
-            pts = round(pts * Fraction(time_base) / self.time_base)
-        out = pts - self._origin_pts
-        seconds = float(out * self.time_base)
-        if out < 0 or (self._end_s is not None and self._origin_s + seconds >= self._end_s - 1e-6):
-            self.frames_dropped += 1
-            log.debug("%s: dropping a frame at %.3fs outside the trim range", self.dst, seconds)
-            return None
-        if self._last_pts is not None and out <= self._last_pts:
-            level = logging.DEBUG if self._reordered else logging.WARNING
-            log.log(level, "%s: timestamp %d is not after %d; moved forward", self.dst, out, self._last_pts)
-            self._reordered = True
-            out = self._last_pts + 1
-        if self._last_pts is not None:
-            self._step = out - self._last_pts
-        self._last_pts = out
-        return out
 
     def _queue_frame(self, frame: av.VideoFrame, out_pts: int) -> None:
         if self._thread is None:
@@ -363,14 +336,8 @@ class VideoWriter:
 
     def _put(self, item: av.VideoFrame | None) -> None:
         """Blocking put that re-raises the encode thread's error instead of waiting forever."""
-        while True:
-            if self._error is not None:
-                raise self._error
-            try:
-                self._queue.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
+        if not put_until(self._queue, item, lambda: self._error is not None):
+            raise self._error
 
     # -- the encode thread -----------------------------------------------------------------
 
@@ -395,20 +362,20 @@ class VideoWriter:
             if self.like.creation_time:
                 out.metadata["creation_time"] = self.like.creation_time
             if self.audio_from is not None:
-                passthrough = Passthrough(out, self.audio_from, self._origin_s, self._end_s)
+                passthrough = Passthrough(out, self.audio_from, self._timeline.origin_s, self._timeline.end_s, mux=_mux)
             try:
                 out.start_encoding()
             except av.error.FFmpegError as err:
                 # Muxers only vouch for some codecs (supported_codecs); others are tried.
                 if spec.encoder not in out.supported_codecs:
                     raise cannot_hold from err
-                raise _output_error(err, self.dst) or OutputError(
+                raise output_error(err, self.dst) or OutputError(
                     f"{self.dst}: cannot start encoding with {spec.encoder} {cfg.pixel_format} "
                     f"{self.frame_size[0]}x{self.frame_size[1]} ({av_reason(err)})") from err
         except BaseException:
             if passthrough is not None:
                 passthrough.close()
-            _close_quietly(out)
+            close_quietly(out)
             raise
         return out, video, passthrough
 
@@ -416,25 +383,25 @@ class VideoWriter:
                      passthrough: Passthrough | None) -> None:
         # One frame is held back so its duration is known when it is encoded (VFR-exact).
         held: av.VideoFrame | None = None
+        timeline = self._timeline
         try:
             while not self._abort.is_set():
                 frame = self._queue.get()
                 if self._abort.is_set():
                     break
                 if held is not None:
-                    step = frame.pts - held.pts if frame is not None else self._last_duration()
+                    step = frame.pts - held.pts if frame is not None else timeline.last_duration()
                     self._encode(out, video, passthrough, held, step)
                 if frame is None:
                     break
                 held = frame
             if not self._abort.is_set():
-                _mux(out, self._timed(video.encode(None)))
+                _mux(out, timeline.timed(video.encode(None)))
                 if passthrough is not None:
-                    end = (self._last_pts + self._last_duration()) * self.time_base
-                    passthrough.finish(self._origin_s + float(end))
+                    passthrough.finish(timeline.end_seconds())
                 out.close()
         except BaseException as err:
-            mapped = _output_error(err, self.dst)
+            mapped = output_error(err, self.dst)
             if mapped is not None:
                 mapped.__cause__ = err
             self._error = mapped or err
@@ -443,34 +410,20 @@ class VideoWriter:
             if passthrough is not None:
                 passthrough.close()
             if self._abort.is_set():
-                _close_quietly(out)
-                _drain(self._queue)
-
-    def _last_duration(self) -> int:
-        """The last frame lasts as long as the one before it, but not past ``end``."""
-        step = self._step or _step(self.like)
-        if self._end_s is not None:
-            room = round(Fraction(self._end_s - self._origin_s) / self.time_base) - self._last_pts
-            step = max(1, min(step, room))
-        return step
+                close_quietly(out)
+                drain(self._queue)
 
     def _encode(self, out: av.container.OutputContainer, video: av.video.stream.VideoStream,
                 passthrough: Passthrough | None, frame: av.VideoFrame, duration: int) -> None:
-        t = self._origin_s + float(frame.pts * self.time_base)
+        t = self._timeline.source_seconds(frame.pts)
         if frame.format.name != video.pix_fmt:
             pts = frame.pts
             frame = frame.reformat(format=video.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
             frame.pts, frame.time_base = pts, self.time_base
-        self._durations[frame.pts] = duration
-        _mux(out, self._timed(video.encode(frame)))
+        self._timeline.hold(frame.pts, duration)
+        _mux(out, self._timeline.timed(video.encode(frame)))
         if passthrough is not None:
             passthrough.pump(t)
-
-    def _timed(self, packets: list) -> list:
-        """Give packets their frame's duration (encoders reorder frames and lose it)."""
-        for packet in packets:
-            packet.duration = self._durations.pop(packet.pts, packet.duration)
-        return packets
 
 
 def _add_video_stream(out: av.container.OutputContainer, cfg: VideoOutConfig, like: VideoInfo,
@@ -486,246 +439,3 @@ def _add_video_stream(out: av.container.OutputContainer, cfg: VideoOutConfig, li
     video.codec_context.color_range = 1  # AVCOL_RANGE_MPEG (limited)
     video.options = cfg.encoder_options()
     return video
-
-
-def _step(like: VideoInfo) -> int:
-    return max(1, round(1 / (like.fps * like.time_base))) if like.fps else 1
-
-
-def _mux(out: av.container.OutputContainer, packets: list) -> None:
-    """The one place packets reach the file (tests replace it to simulate a full disk)."""
-    out.mux(packets)
-
-
-def _drain(q: queue.Queue) -> None:
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
-
-
-def _close_quietly(container: av.container.Container) -> None:
-    try:
-        container.close()
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        log.debug("ignoring error while discarding output: %s", av_reason(err))
-
-
-_DISK_REASONS = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for this file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EROFS: "read-only file system",
-    errno.EIO: "I/O error",
-}
-
-
-def _output_error(err: BaseException, dst: Path) -> OutputError | None:
-    """A one-line ``OutputError`` for write failures a user can fix; None for anything else."""
-    if isinstance(err, OutputError):
-        return err
-    reason = _DISK_REASONS.get(getattr(err, "errno", None) or 0) if isinstance(err, OSError) else None
-    return OutputError(f"{dst}: cannot write ({reason})") if reason else None
-
-
-# -- files ---------------------------------------------------------------------------------
-
-def check_destination(dst: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output (without overwrite), a folder, or a missing parent folder.
-
-    Raises:
-        OutputError: with one line naming ``dst`` and the reason.
-    """
-    target = Path(dst)
-    if target.is_dir():
-        raise OutputError(f"{target}: is a folder; give a file name for the output")
-    if target.exists() and not overwrite:
-        raise OutputError(f"{target}: already exists (use overwrite to replace it)")
-    if not target.parent.is_dir():
-        raise OutputError(f"{target}: folder {target.parent} does not exist")
-    return target
-
-
-def _reserve_temp(dst: Path) -> Path:
-    """Create the hidden partial file beside ``dst`` (same extension, so the same muxer)."""
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{dst.suffix}")
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as err:
-        reason = _DISK_REASONS.get(err.errno or 0, err.strerror or str(err))
-        raise OutputError(f"{dst}: cannot write in {dst.parent} ({reason})") from err
-    return tmp
-
-
-def _commit(tmp: Path, dst: Path, overwrite: bool) -> None:
-    """Move the finished file into place; without ``overwrite`` never replace a file that
-    appeared meanwhile."""
-    try:
-        if overwrite:
-            os.replace(tmp, dst)
-            return
-        try:
-            os.link(tmp, dst)  # fails if dst exists, atomically
-        except FileExistsError:
-            raise OutputError(f"{dst}: already exists (use overwrite to replace it)") from None
-        except OSError:  # no hard links here (FAT, some network shares)
-            if dst.exists():
-                raise OutputError(f"{dst}: already exists (use overwrite to replace it)") from None
-            os.replace(tmp, dst)
-            return
-        tmp.unlink()
-    except OSError as err:
-        reason = _DISK_REASONS.get(err.errno or 0, err.strerror or str(err))
-        raise OutputError(f"{dst}: cannot move the finished file into place ({reason})") from err
-
-
-# -- audio and subtitles -------------------------------------------------------------------
-
-class Passthrough:
-    """The audio and subtitle streams of a file, remuxed (or re-encoded) into an output and cut to
-    the written video. Times are source seconds; ``origin`` is written at t=0."""
-
-    def __init__(self, out: av.container.OutputContainer, src: Path, origin: float,
-                 end: float | None) -> None:
-        self.src = open_input(src)
-        self.origin, self.end = origin, end
-        self.routes: dict[int, _Route] = {}
-        accepted = out.supported_codecs
-        # mp4/mov keep a packet that starts before the cut (decoder preroll, hidden by an edit
-        # list); Matroska would shift every stream to make its negative timestamp non-negative.
-        preroll = bool(out.format.flags & av.format.Flags.ts_negative.value)
-        for stream in list(self.src.streams.audio) + list(self.src.streams.subtitles):
-            if stream.codec_context is None:
-                continue
-            name = stream.codec_context.name
-            if not accepted or name in accepted:
-                copy = out.add_stream_from_template(stream)
-                self.routes[stream.index] = _Route(stream, copy, origin, preroll=preroll)
-            elif stream.type == "audio":
-                codec = next((c for c in ("aac", "libopus") if c in accepted), out.default_audio_codec)
-                log.info("%s: %s audio does not fit this container; re-encoding to %s", src, name, codec)
-                self.routes[stream.index] = _Route(stream, _audio_encoder(out, stream, codec), origin,
-                                                   preroll=True, encode=True)
-            else:
-                log.warning("%s: dropping %s subtitles (the output container cannot hold them)", src, name)
-        self.packets = None
-        self.pending: av.Packet | None = None
-        if self.routes:
-            if origin > 0:
-                try:
-                    self.src.seek(int(origin * av.time_base), backward=True)
-                except av.error.FFmpegError as err:
-                    log.debug("audio seek failed (%s); reading from the start", av_reason(err))
-            streams = [s for s in self.src.streams if s.index in self.routes]
-            self.packets = self.src.demux(*streams)
-
-    def pump(self, until: float, limit: float | None = None) -> None:
-        """Mux packets that start before ``until``; skip those before ``origin``."""
-        limit = self.end if limit is None else limit
-        while self.packets is not None:
-            packet = self.pending or next(self.packets, None)
-            self.pending = None
-            if packet is None:
-                self.packets = None
-                break
-            if packet.pts is None or packet.size == 0:
-                continue
-            start = float(packet.pts * packet.time_base)
-            if start >= until:
-                self.pending = packet
-                break
-            if limit is not None and start >= limit:
-                continue
-            self.routes[packet.stream.index].send(packet, start, limit)
-
-    def finish(self, end: float) -> None:
-        """Mux everything that starts before ``end``, then flush re-encoders."""
-        self.pump(end, limit=end)
-        for route in self.routes.values():
-            route.flush(end)
-
-    def close(self) -> None:
-        self.packets = None
-        _close_quietly(self.src)
-
-
-class _Route:
-    """One source stream into one output stream: remuxed packets, or decoded and re-encoded."""
-
-    def __init__(self, src: av.stream.Stream, dst: av.stream.Stream, origin: float, *,
-                 preroll: bool, encode: bool = False) -> None:
-        self.src, self.dst, self.origin = src, dst, origin
-        self.preroll, self.encode = preroll and src.type == "audio", encode
-
-    def send(self, packet: av.Packet, start: float, limit: float | None) -> None:
-        duration = float((packet.duration or 0) * packet.time_base)
-        if not self.preroll and start < self.origin - 1e-9:
-            return
-        if start + 2 * duration <= self.origin + 1e-9:
-            return  # before the trim; the one packet just before it is kept as decoder preroll
-        if self.encode:
-            for frame in self.src.decode(packet):
-                self._encode(frame, limit)
-            return
-        shift = round(Fraction(self.origin) / packet.time_base)
-        packet.pts -= shift
-        if packet.dts is not None:
-            packet.dts -= shift
-        packet.stream = self.dst
-        _mux(self.dst.container, packet)
-
-    def _encode(self, frame: av.AudioFrame, limit: float | None) -> None:
-        """Re-encode, cutting samples outside [origin, limit) exactly."""
-        rate = frame.sample_rate
-        first = round((frame.pts * frame.time_base - Fraction(self.origin)) * rate)  # output sample
-        skip = max(0, -first)
-        keep = frame.samples - skip
-        if limit is not None:
-            keep = min(keep, round((limit - self.origin) * rate) - (first + skip))
-        if keep <= 0:
-            return
-        if skip or keep < frame.samples:
-            frame = _slice_samples(frame, skip, keep)
-        frame.pts = first + skip
-        frame.time_base = Fraction(1, rate)
-        _mux(self.dst.container, self.dst.encode(frame))
-
-    def flush(self, limit: float | None) -> None:
-        if self.encode:
-            for frame in self.src.decode(None):
-                self._encode(frame, limit)
-            _mux(self.dst.container, self.dst.encode(None))
-
-
-def _slice_samples(frame: av.AudioFrame, skip: int, keep: int) -> av.AudioFrame:
-    data = frame.to_ndarray()  # planar: [channels, samples]; packed: [1, samples * channels]
-    per = 1 if frame.format.is_planar else len(frame.layout.channels)
-    part = np.ascontiguousarray(data[:, skip * per : (skip + keep) * per])
-    out = av.AudioFrame.from_ndarray(part, format=frame.format.name, layout=frame.layout.name)
-    out.sample_rate = frame.sample_rate
-    return out
-
-
-def _audio_encoder(out: av.container.OutputContainer, src: av.audio.stream.AudioStream,
-                   codec: str) -> av.audio.stream.AudioStream:
-    rate = src.codec_context.sample_rate or 48000
-    if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-        rate = 48000
-    stream = out.add_stream(codec, rate=rate)
-    stream.layout = _layout_name(src.codec_context.layout)
-    return stream
-
-
-_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
-
-
-def _layout_name(layout: av.AudioLayout | None) -> str:
-    """A named channel layout encoders accept ("1 channels" from raw PCM is not one)."""
-    if layout is None:
-        return "stereo"
-    if not layout.name.endswith("channels"):
-        return layout.name
-    return _DEFAULT_LAYOUTS.get(len(layout.channels), "stereo")

@@ -128,3 +128,34 @@ def test_unknown_model_name_offline(tmp_path, media_dir, monkeypatch):
                                "FACESTYLE_MODEL_URL": "http://127.0.0.1:9"})
     line = error_line(proc, 7)
     assert "styleganex_toonify_pixar.pt" in line and str(env_dir) in line
+
+
+def test_config_file_defaults_and_command_line_wins(tmp_path, tiny, media_dir):
+    cfg = tmp_path / "facestyle.toml"
+    cfg.write_text(f'[convert]\nmodel = "{tiny}"\noutput-mode = "crop"\n')
+    out = tmp_path / "o.png"
+    proc = run("convert", media_dir / "540.jpg", "-o", out, "--config", cfg, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert cv2.imread(str(out)).shape[0] % 32 == 0                   # crop mode came from the file
+    out2 = tmp_path / "o2.png"
+    proc = run("convert", media_dir / "540.jpg", "-o", out2, "--config", cfg, "--output-mode", "full", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert cv2.imread(str(out2)).shape == cv2.imread(str(media_dir / "540.jpg")).shape
+    cfg.write_text("[convert]\nbogus = 1\n")
+    proc = run("convert", media_dir / "540.jpg", "--config", cfg)
+    assert proc.returncode == 2 and "unknown option(s) bogus" in proc.stderr
+
+
+def test_audio_only_and_corrupt_tail(tmp_path, tiny, media_dir):
+    from tests.pipeline.clips import make_audio_only
+
+    audio = make_audio_only(tmp_path / "voice.m4a")
+    assert "video" in error_line(run("convert", audio, "--model", tiny), 4)
+    from tests.pipeline.clips import make_clip, truncate
+
+    src = truncate(make_clip(tmp_path / "t.mkv", frames=30, options={"g": "5"}), 0.6)
+    out = tmp_path / "out.mp4"
+    proc = run("convert", src, "--model", tiny, "-o", out, "-q", "--no-face", "pass")
+    assert proc.returncode == 0, proc.stderr
+    assert "damaged input" in proc.stderr and "truncated" in proc.stderr and out.exists()
+    assert 1 <= streams(out)[0] < 30

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_output, reason
 from ..errors import OutputError
 from .arch import OFFICIAL_WIDTHS, TINY_WIDTHS, Arch, arch_from_opts, widths_to_opts
 from .layers import BLUR_3X3, BLUR_4X4
@@ -172,25 +173,16 @@ def make_random_checkpoint(preset: str, seed: int = 0) -> dict[str, Any]:
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
-    """``torch.save`` under a temporary name in the same folder, then rename.
+    """``torch.save`` ``ckpt`` to ``path`` atomically (see :mod:`pipeline.atomic`): under a hidden
+    temporary name in the same folder, renamed into place when complete.
 
     Raises:
-        OutputError: the file exists (and not ``overwrite``), or it cannot be written.
+        OutputError: the file exists (and not ``overwrite``), its folder is missing, or it cannot
+            be written; nothing is left behind.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        torch.save(ckpt, tmp)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as e:          # torch.save reports write failures as RuntimeError
-        tmp.unlink(missing_ok=True)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        raise OutputError(f"cannot write {path}: {reason}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_output(path, overwrite, option="--overwrite") as tmp:
+        try:
+            torch.save(ckpt, tmp)
+        except (OSError, RuntimeError) as e:      # torch.save reports write failures as RuntimeError
+            raise OutputError(f"{path}: cannot write ({reason(e)})") from e
+    return Path(path)

@@ -122,15 +122,18 @@ class StyleGANEX(nn.Module):
             raise ValueError(f"codes for {w_plus.shape[0]} images given for a batch of {x1.shape[0]}")
         return Latents(w_plus.expand(x1.shape[0], -1, -1), f, skips)
 
-    def generate(self, latents: Latents, editing_scale: float = 1.0,
+    def generate(self, latents: Latents, editing_scale: float | Tensor = 1.0,
                  noise: Sequence[Tensor | None] | None = None) -> Tensor:
         """:class:`Latents` -> ``[B, 3, 4H, 4W]`` RGB, unclamped.
 
         ``editing_scale`` multiplies the editing direction of editing models (sign as in the official
-        video script: positive = the direction as trained); it is ignored by other models.
+        video script: positive = the direction as trained); a ``[B]`` tensor gives each frame its own
+        scale. It is ignored by other models.
         """
         editing_w = None
         if self.editing_w is not None:
+            if isinstance(editing_scale, Tensor):
+                editing_scale = editing_scale.to(self.editing_w).view(-1, 1, 1)
             editing_w = self.editing_w[0:1] * editing_scale
         fusion = getattr(self.encoder, "fusion", None)
         return self.decoder(latents.w_plus, latents.feature, latents.skips, fusion, editing_w, noise)

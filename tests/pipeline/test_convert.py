@@ -150,3 +150,25 @@ def test_batched_equals_unbatched(tmp_path, model):
         outs.append(decode(dst)[0])
     for (p1, a), (p3, b) in zip(*outs, strict=True):
         assert p1 == p3 and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+class TwoFaces:
+    def __init__(self) -> None:
+        self.faces = [synthetic_face(40, 40, 24), synthetic_face(120, 40, 24)]
+
+    def detect(self, pixels: np.ndarray) -> list[Face]:
+        return list(self.faces)
+
+
+def test_all_faces_are_stylized(tmp_path, model):
+    src = make_clip(tmp_path / "in.mkv", frames=3, size=(160, 96), codec="ffv1", pix_fmt="bgr0")
+    outs = {}
+    for mode in ("largest", "all"):
+        dst = tmp_path / f"{mode}.mkv"
+        cfg = ConvertConfig(face=FaceConfig(faces=mode, padding=24), video_out=LOSSLESS)
+        convert_file(src, dst, model, TwoFaces(), cfg)
+        outs[mode] = decode(dst)[0][0][1].astype(int)
+    original = decode(src)[0][0][1].astype(int)
+    changed = {m: np.abs(o - original).sum(axis=2) > 0 for m, o in outs.items()}
+    assert changed["all"][:, :80].any() and changed["all"][:, 80:].any()       # both faces
+    assert changed["largest"][:, :80].any() != changed["largest"][:, 80:].any()  # exactly one

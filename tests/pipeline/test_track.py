@@ -7,7 +7,8 @@ import pytest
 from pipeline.align import crop_params, eye_centres
 from pipeline.detect import Face
 from pipeline.errors import InputError, NoFaceError
-from pipeline.track import FaceTracker, OneEuroFilter, TrackerConfig, robust_scale
+from pipeline.filters import OneEuroFilter
+from pipeline.track import FaceTracker, TrackerConfig, robust_scale
 from tests.pipeline.test_align import synthetic_landmarks
 
 H, W = 720, 1280
