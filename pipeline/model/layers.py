@@ -24,6 +24,22 @@ _BIN = torch.tensor([1.0, 2.0, 1.0])
 BLUR_3X3 = torch.outer(_BIN, _BIN) / 16.0
 
 
+FOLD_BLUR_MAX_CHANNELS = 16   # up-convs this narrow fold their blur into a 6x6 kernel (faster on CPU)
+
+
+def upsample_rgb(x: Tensor) -> Tensor:
+    """x2 upsampling of an RGB skip: ``upfirdn2d(x, outer([1,3,3,1])/64 * 4, up=2, pad=(2, 1))``.
+
+    Written as one stride-2 transposed convolution with the 4x4 kernel on the channel diagonal (a
+    small dense conv is several times faster on a CPU than the zero-stuffed depthwise form). With a
+    symmetric kernel, transposed-conv padding 1 is exactly the upfirdn2d pad (2, 1).
+    """
+    c = x.shape[1]
+    k = torch.zeros(c, c, 4, 4, device=x.device, dtype=x.dtype)
+    k[range(c), range(c)] = (BLUR_4X4 * 4.0).to(k)
+    return F.conv_transpose2d(x, k, stride=2, padding=1)                 # [B, C, 2H, 2W]
+
+
 def dilated_blur(x: Tensor, dilation: int, padding: int) -> Tensor:
     """Depthwise 3x3 binomial blur with the given dilation and zero padding.
 
@@ -112,6 +128,11 @@ class ModulatedConv2d(nn.Module):
         if not self.upsample:
             return F.conv2d(x, w, padding=(self.kernel_size - 1) // 2 * d, dilation=d)
         if d == 1:
+            if self.in_channel <= FOLD_BLUR_MAX_CHANNELS:
+                # blur(convT(x, W)) = convT(x, W * blur): one 6x6 transposed conv, cropped by 2
+                k = (BLUR_4X4 * 4.0).to(w).view(1, 1, 4, 4)
+                w6 = F.conv2d(w.reshape(-1, 1, 3, 3), k, padding=3).view(*w.shape[:2], 6, 6)
+                return F.conv_transpose2d(x, w6.transpose(0, 1), stride=2, padding=2)
             out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)        # [B, C_out, 2H+1, 2W+1]
             return upfirdn2d(out, BLUR_4X4.to(out), pad=(1, 1), gain=4.0)   # [B, C_out, 2H, 2W]
         h = d // 2
@@ -178,7 +199,7 @@ class ToRGB(nn.Module):
         out = self.conv(x, style) + self.bias
         if skip is not None:
             if self.dilation == 1:
-                skip = upfirdn2d(skip, BLUR_4X4.to(skip), up=2, pad=(2, 1), gain=4.0)
+                skip = upsample_rgb(skip)
             else:
                 h = self.dilation // 2
                 skip = dilated_blur(skip, h, padding=h)
