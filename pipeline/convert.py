@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import generate, invert, locate, paste, smooth, video_in, video_out
 from .detect import Detector
+from .device import Precision
 from .errors import FacestyleError, InputError, NoFaceError, OutputError
 from .media_info import is_image_path
 from .model import StyleGANEX
@@ -40,6 +41,7 @@ class ConvertConfig:
         no_face: ``"error"`` (a clip with no face at all fails) or ``"pass"`` (it is copied through
             with a warning).
         drop_lost: drop frames with no face instead of passing them through.
+        precision: the autocast setting for inference (the weight dtype is the loaded model's).
     """
 
     video_in: video_in.VideoInConfig = field(default_factory=video_in.VideoInConfig)
@@ -51,6 +53,7 @@ class ConvertConfig:
     video_out: video_out.VideoOutConfig = field(default_factory=video_out.VideoOutConfig)
     no_face: str = "error"
     drop_lost: bool = False
+    precision: Precision = field(default_factory=Precision)
 
     def __post_init__(self) -> None:
         if self.no_face not in ("error", "pass"):
@@ -133,7 +136,7 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
             progress.update(1)
             yield frame
 
-    with reader:
+    with reader, cfg.precision.context(model.latent_avg.device):
         frames = counter.count_in(reader)
         located = counter.count_faces(
             locate.locate(frames, detector, cfg.face, (info.width, info.height), float(info.fps or 25),

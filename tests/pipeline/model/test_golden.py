@@ -14,6 +14,19 @@ CASES = ["toonify_64", "toonify_64x96", "toonify_x2none", "toonify_batch3", "too
          "edit_scale1", "edit_scale-0.5", "inversion_64", "sr_64"]
 
 
+# Fidelity guard of the reduced-precision mode offered on CPUs (--precision bf16 = autocast):
+# PSNR of the uint8 frames against the official float32 output must stay >= 40 dB.
+BF16_GUARD = ("toonify_128", "edit_scale1", "inversion_64", "sr_64")
+
+
+def psnr_uint8(y: torch.Tensor, ref: torch.Tensor) -> float:
+    def q(a):
+        return ((a.clamp(-1, 1) + 1) * 127.5).floor()
+
+    mse = (q(y) - q(ref)).square().mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
+
+
 def _assert_case(y: torch.Tensor, want: torch.Tensor, tol: dict) -> None:
     assert y.shape == want.shape
     err = (y - want).abs()
@@ -32,6 +45,10 @@ def test_golden_case(name, recipe, golden_models):
         latents = model.invert(case["x1"], case.get("x2"))
         y = model.generate(latents, editing_scale=scale)
     _assert_case(y, case["y"], tol)
+    if name in BF16_GUARD:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            y16 = model.generate(model.invert(case["x1"], case.get("x2")), editing_scale=scale).float()
+        assert psnr_uint8(y16, case["y"]) >= 40.0, "bf16 autocast misses the fidelity guard"
     if "editing_w" in case:                      # the direction the official forward actually used
         torch.testing.assert_close(model.editing_w[0:1] * scale, case["editing_w"], atol=0, rtol=0)
 
