@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+
+# Inference threads share the CPU with the decode and encode threads; OpenMP's default spin-wait
+# then burns the cores the others need (measured: 2.3x slower wall, 3x more CPU on 2 cores). Set
+# here, in the entry point, before torch is imported; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -45,7 +51,7 @@ def _cmd_checkpoint_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _convert_config(args: argparse.Namespace, device: object) -> object:
+def _convert_config(args: argparse.Namespace, device: object, precision: object) -> object:
     """Map the convert options onto the pipeline's configuration dataclasses (the one place)."""
     from pipeline.convert import ConvertConfig
     from pipeline.device import default_batch_size
@@ -71,7 +77,7 @@ def _convert_config(args: argparse.Namespace, device: object) -> object:
             paste=PasteConfig(mode=args.output_mode, feather=args.feather),
             video_out=VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
                                      overwrite=args.overwrite, keep_audio=not args.no_audio),
-            no_face=args.no_face, drop_lost=args.drop_lost)
+            no_face=args.no_face, drop_lost=args.drop_lost, precision=precision)
     except ValueError as e:
         from pipeline.errors import UsageError
 
@@ -112,7 +118,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     from pipeline.convert import convert_file, convert_folder, default_output
     from pipeline.detect import make_detector
-    from pipeline.device import resolve_device, resolve_dtype
+    from pipeline.device import resolve_device, resolve_precision
     from pipeline.errors import InputError, UsageError
     from pipeline.model import load_model
     from pipeline.progress import make_progress
@@ -124,14 +130,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if not src.exists():
         raise InputError(f"{src}: file not found")
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.precision, device)
+    precision = resolve_precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = _convert_config(args, device)
+    cfg = _convert_config(args, device, precision)
     quiet = args.quiet or args.progress == "none"
     progress = make_progress("json" if args.progress == "json" else ("none" if quiet else "bar"))
     ckpt = resolve_model(args.model, progress=not quiet and args.progress != "json")
-    model = load_model(ckpt, device=device, dtype=dtype)
+    model = load_model(ckpt, device=device, dtype=precision.params)
     if model.arch.input_nc != 3:
         raise UsageError(f"{args.model} translates {model.arch.input_nc}-channel sketches/masks, not video frames; "
                          "use it from the Python API")
@@ -162,6 +168,124 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from pipeline.convert import convert_file
+    from pipeline.detect import make_detector
+    from pipeline.device import resolve_device, resolve_precision
+    from pipeline.errors import UsageError
+    from pipeline.model import load_model
+    from pipeline.registry import resolve_model
+    from pipeline.watch import WatchConfig, WatchDaemon
+
+    level = args.watch_log_level or ("info" if args.log_level == "warning" else args.log_level)
+    logging.getLogger().setLevel(getattr(logging, level.upper()))
+    if args.model is None:
+        raise UsageError("no model given: use --model NAME|PATH (see 'facestyle models')")
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _convert_config(args, device, precision)
+    tag = Path(args.model).stem if Path(args.model).suffix else args.model
+    options = {"model": args.model, "tag": tag, **{k: getattr(args, k) for k in _convert_option_names()}}
+    try:
+        wcfg = WatchConfig(inbox=Path(args.inbox), outbox=Path(args.out), tag=tag, options=options,
+                           state=Path(args.state) if args.state else None, settle=args.settle, poll=args.poll,
+                           workers=args.workers, retries=args.retries, retry_delay=args.retry_delay,
+                           keep_inputs=args.keep_inputs, on_stop=args.on_stop, overwrite=args.overwrite)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    with WatchDaemon(wcfg) as daemon:                 # folders and locks first: a second daemon fails fast
+        daemon.notifier.status(f"loading model {args.model}")
+        model = load_model(resolve_model(args.model, progress=False), device=device, dtype=precision.params)
+        if model.arch.input_nc != 3:
+            raise UsageError(f"{args.model} translates {model.arch.input_nc}-channel sketches/masks, not video "
+                             "frames")
+
+        def make_converter():                        # one per worker: the model is shared, the detector not
+            detector = make_detector(args.detector, max_side=args.detect_max_side)
+            return lambda src, dst, progress: convert_file(src, dst, model, detector, cfg, progress)
+
+        return daemon.run(make_converter)
+
+
+def _convert_option_names() -> list[str]:
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_convert_options(probe)
+    return [a.dest for a in probe._actions if a.dest != "model"]
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.errors import UsageError
+    from pipeline.journal import Journal, format_jobs
+
+    if (args.outbox is None) == (args.state is None):
+        raise UsageError("give the outbox (OUTBOX) or the state folder (--state DIR), one of them")
+    state = Path(args.state) if args.state else Path(args.outbox) / ".facestyle"
+    with Journal(state / "journal.sqlite", readonly=True) as journal:
+        if args.status:
+            queue, history = [], journal.jobs(args.status, limit=args.limit)
+        else:
+            queue, history = journal.queue(), journal.history(limit=args.limit)
+        counts = journal.counts()
+    if args.json:
+        print(json.dumps({"jobs": [j.as_dict() for j in [*queue, *history]], "counts": counts}))
+    else:
+        print(format_jobs(queue, history, counts))
+    return EXIT_OK
+
+
+def _add_watch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "watch", help="watch a folder and convert every video or photo dropped into it (a daemon)",
+        description="Convert every video and photo that arrives in INBOX into OUTBOX, once each, with the model "
+                    "loaded once. A file is taken when its size and mtime have not changed for --settle seconds. "
+                    "Converted inputs move to INBOX/done/, failed ones to INBOX/failed/ with <name>.error.json. "
+                    "The job journal (SQLite) and lock live in the state folder; 'facestyle jobs' lists them. "
+                    "SIGTERM/SIGINT stop gracefully. See README, 'Watch folder (render boxes)'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("inbox", help="folder to watch (not recursive)")
+    p.add_argument("-o", "--out", required=True, help="folder for the outputs (<stem>_<model>.mp4), created")
+    g = p.add_argument_group("watching")
+    g.add_argument("--state", default=None, help="folder for the job journal and the lock "
+                   "(default: OUTBOX/.facestyle; use a local disk when OUTBOX is a network share)")
+    g.add_argument("--poll", type=float, default=None, metavar="SECONDS",
+                   help="list the inbox every SECONDS instead of waiting for file-system events (network shares)")
+    g.add_argument("--settle", type=float, default=5.0, metavar="SECONDS",
+                   help="take a file once its size and mtime have not changed for this long")
+    g.add_argument("--workers", type=int, default=1, help="jobs converted at the same time (one model)")
+    g.add_argument("--retries", type=int, default=2, help="retry a failed job this many times")
+    g.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
+                   help="wait before the first retry, doubled for each further one")
+    g.add_argument("--keep-inputs", action="store_true",
+                   help="leave converted inputs in the inbox (the journal remembers them) instead of done/")
+    g.add_argument("--on-stop", default="finish", choices=["finish", "requeue"],
+                   help="on SIGTERM/SIGINT: finish the running jobs, or stop them and put them back in the queue "
+                        "(a second signal always does the latter)")
+    g.add_argument("--log-level", dest="watch_log_level", default=None,
+                   choices=["debug", "info", "warning", "error"], help="logging detail on stderr (default: info)")
+    g.add_argument("--config", help="TOML file with defaults for the convert options ([convert] table)")
+    _add_convert_options(p)
+    p.set_defaults(func=_cmd_watch)
+
+    j = sub.add_parser("jobs", help="list the queue and history of a watch folder's job journal",
+                       description="List the jobs of a 'facestyle watch' journal: running and queued first, then "
+                                   "the most recent finished ones, then the counts per state.")
+    j.add_argument("outbox", nargs="?", help="the watch folder's OUTBOX (journal in OUTBOX/.facestyle)")
+    j.add_argument("--state", help="the state folder, if the daemon was started with --state")
+    j.add_argument("--status", action="append", choices=["queued", "running", "done", "failed"],
+                   help="only jobs in this state (repeatable)")
+    j.add_argument("-n", "--limit", type=int, default=50, help="at most this many finished jobs")
+    j.add_argument("--json", action="store_true", help="print one JSON object")
+    j.set_defaults(func=_cmd_jobs)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from pipeline.registry import format_model_table, list_models
 
@@ -180,6 +304,62 @@ def _cmd_metrics_flicker(args: argparse.Namespace) -> int:
     report = flicker(args.input, args.output, max_frames=args.max_frames, flow_size=args.flow_size)
     print(json.dumps(report.as_dict()) if args.json else report.as_table())
     return EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from pipeline.bench import run_bench
+    from pipeline.detect import make_detector
+    from pipeline.device import resolve_device, resolve_precision
+    from pipeline.errors import UsageError
+    from pipeline.model import load_model
+    from pipeline.model.checkpoint import build_model
+    from pipeline.model.random_checkpoint import make_random_checkpoint
+    from pipeline.registry import resolve_model
+
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model:
+        model = load_model(resolve_model(args.model, progress=False), device=device, dtype=precision.params)
+    else:                              # the official size, random weights: the same compute as a real model
+        model = build_model(make_random_checkpoint(args.random_preset, 0), device=device, dtype=precision.params)
+    if args.input is not None and not Path(args.input).is_file():
+        raise UsageError(f"{args.input}: not a file")
+    cfg = _convert_config(args, device, precision)
+    detector = make_detector(args.detector, max_side=args.detect_max_side) if args.input else None
+    w, _, h = args.size.partition("x")
+    with tempfile.TemporaryDirectory(prefix="facestyle-bench-") as tmp:
+        report = run_bench(Path(args.input) if args.input else None, model, detector, cfg, frames=args.frames,
+                           synthetic_size=(int(w), int(h)), workdir=Path(tmp))
+    print(json.dumps(report.as_dict()) if args.json else report.as_table())
+    return EXIT_OK
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from pipeline.model.random_checkpoint import PRESETS
+
+    p = sub.add_parser(
+        "bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="time the real pipeline per stage, against this machine's measured peak",
+        description="Run the real pipeline on INPUT (or on a synthetic clip with a fixed synthetic face) and "
+                    "print per stage (decode, detect, invert, smooth, generate, paste, encode) frames/s and share "
+                    "of wall time, the achieved GFLOP/s of invert and generate next to the peak of a matmul and a "
+                    "512-channel 3x3 conv probe, and the overlap efficiency (slowest stage alone / wall time). "
+                    "Without --model it uses random weights of the official size.")
+    p.add_argument("input", nargs="?", help="a clip with a face (default: synthetic)")
+    p.add_argument("--random-preset", default="toonify", choices=list(PRESETS),
+                   help="architecture of the random model when no --model is given")
+    p.add_argument("--frames", type=int, default=30, help="frames to run")
+    p.add_argument("--size", default="1920x1080", help="synthetic clip size WxH")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_convert_options(p)
+    p.set_defaults(func=_cmd_bench)
 
 
 def _add_metrics(sub: argparse._SubParsersAction) -> None:
@@ -209,6 +389,17 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="video, photo, or folder of them")
     p.add_argument("-o", "--output", help="output file (folder for a folder input); default: "
                    "<input>_<model>.mp4 beside the input")
+    _add_convert_options(p)
+    g = p.add_argument_group("reporting")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    g.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
+                   help="json: one JSON object per line on stdout, for programs that drive us")
+    g.add_argument("--config", help="TOML file with defaults for these options ([convert] table)")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _add_convert_options(p: argparse.ArgumentParser) -> None:
+    """The options that say how to convert (model, inference, faces, output): convert and watch share them."""
     p.add_argument("--model", help="official model name (see 'facestyle models') or a checkpoint path")
     g = p.add_argument_group("inference")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -250,12 +441,6 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--start", type=float, default=None, help="start time in seconds")
     g.add_argument("--end", type=float, default=None, help="end time in seconds")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    g = p.add_argument_group("reporting")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    g.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
-                   help="json: one JSON object per line on stdout, for programs that drive us")
-    g.add_argument("--config", help="TOML file with defaults for these options ([convert] table)")
-    p.set_defaults(func=_cmd_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="logging detail on stderr (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_convert(sub)
+    _add_watch(sub)
     _add_metrics(sub)
+    _add_bench(sub)
     models = sub.add_parser("models", help="list the official models and which are cached",
                             description="List the official StyleGANEX models, what each does, and which are "
                                         "already downloaded (cache: $FACESTYLE_MODEL_DIR or ~/.cache/facestyle).")
@@ -329,13 +516,14 @@ def _with_config_defaults(parser: argparse.ArgumentParser, args: argparse.Namesp
             table = tomllib.load(fh).get("convert", {})
     except (OSError, tomllib.TOMLDecodeError) as e:
         parser.exit(EXIT_USAGE, f"facestyle: error: cannot read config file {path}: {e}\n")
-    sub = parser._subparsers._group_actions[0].choices["convert"]   # noqa: SLF001 - argparse has no API
-    known = {a.dest for a in sub._actions}
+    commands = parser._subparsers._group_actions[0].choices   # noqa: SLF001 - argparse has no API
+    known = {a.dest for a in commands["convert"]._actions}
     defaults = {k.replace("-", "_"): v for k, v in table.items()}
     unknown = sorted(set(defaults) - known - {"help"})
     if unknown:
         parser.exit(EXIT_USAGE, f"facestyle: error: config file {path}: unknown option(s) {', '.join(unknown)}\n")
-    sub.set_defaults(**defaults)
+    sub = commands[args.command]                     # watch takes the convert options it has (not -o, -q...)
+    sub.set_defaults(**{k: v for k, v in defaults.items() if k in {a.dest for a in sub._actions}})
     return parser.parse_args(argv)
 
 
@@ -343,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facestyle`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "convert":
+    if getattr(args, "command", None) in ("convert", "watch"):
         args = _with_config_defaults(parser, args, argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="facestyle: %(levelname)s: %(message)s")

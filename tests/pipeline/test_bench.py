@@ -1,0 +1,173 @@
+"""The benchmark: stage accounting, FLOP and peak figures, the report, on a tiny model and a small
+synthetic clip (no asset files, no timed assertions)."""
+from __future__ import annotations
+
+import contextlib
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from pipeline import NoFaceError, build_model, make_random_checkpoint
+from pipeline.align import crop_scale, eye_centres
+from pipeline.bench import STAGES, MovingTexture, run_bench, synthetic_face
+from pipeline.convert import ConvertConfig
+from pipeline.errors import UsageError
+from pipeline.locate import FaceConfig
+from pipeline.timing import TimedIter, count_flops, measure_peak, own_times
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(make_random_checkpoint("tiny", 0))
+
+
+@pytest.fixture(scope="module")
+def bench(model, tmp_path_factory):
+    """One bench run: 320x240, 4 frames; eyes 64 px apart (scale 1) and padding 32 give a 64x64 crop."""
+    workdir = tmp_path_factory.mktemp("bench")
+    cfg = ConvertConfig(face=FaceConfig(padding=32))
+    report = run_bench(None, model, None, cfg, frames=FRAMES, synthetic_size=(320, 240), workdir=workdir,
+                       eye_distance=64.0)
+    return report, workdir
+
+
+# -- the timing helpers (fake clock: exact) --------------------------------------------------
+
+def test_own_times_subtract_the_stage_below():
+    now = [0.0]
+
+    def source():
+        for i in range(3):
+            now[0] += 1.0                    # 1 s of work per item
+            yield i
+
+    def stage(items):
+        for x in items:
+            now[0] += 2.0                    # 2 s of own work per item
+            yield x
+
+    below = TimedIter(source(), "below", clock=lambda: now[0])
+    above = TimedIter(stage(below), "above", clock=lambda: now[0])
+    assert list(above) == [0, 1, 2]
+    assert (below.seconds, above.seconds) == (3.0, 9.0)
+    assert own_times([below, above]) == [3.0, 6.0]
+    assert (below.items, above.items) == (3, 3)
+    assert above.ended_at == 9.0
+
+
+def test_peak_probe_counts_flops_in_the_precision_context():
+    for precision in (contextlib.nullcontext(), torch.autocast("cpu", dtype=torch.bfloat16)):
+        matmul, conv = measure_peak(torch.device("cpu"), torch.float32, precision, matmul_n=64,
+                                    conv_shape=(2, 16, 8, 8), reps=2)
+        assert matmul.flops == 2 * 64 ** 3
+        assert conv.flops == 2 * 2 * 16 * 16 * 9 * 8 * 8
+        assert matmul.gflops > 0 and conv.gflops > 0
+
+
+def test_count_flops_returns_the_result():
+    a = torch.ones(4, 8)
+    y, flops = count_flops(lambda: a @ a.T)
+    assert y.shape == (4, 4) and flops == 2 * 4 * 8 * 4
+
+
+def test_synthetic_face_has_the_eye_distance_asked_for():
+    face = synthetic_face(160, 100, 90.0)
+    left, right = eye_centres(face.landmarks)
+    assert np.allclose(right - left, (90.0, 0.0))
+    assert crop_scale(face.landmarks) == pytest.approx(64 / 90)
+    assert face.landmarks[48:55, 1].max() > left[1]              # mouth below the eyes
+
+
+def test_moving_texture_moves():
+    tex = MovingTexture((48, 32))
+    a, b = tex.frame(0), tex.frame(1)
+    assert a.shape == (32, 48, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a, b)
+
+
+# -- one real run ----------------------------------------------------------------------------
+
+def test_every_stage_is_reported_in_order(bench):
+    report, _ = bench
+    assert [s.name for s in report.stages] == list(STAGES)
+    for s in report.stages:
+        assert s.frames == FRAMES, s.name
+        assert s.seconds >= 0 and s.fps is not None and s.fps > 0, s.name
+    assert [s.name for s in report.stages if s.threaded] == ["decode", "encode"]
+
+
+def test_shares_add_up_to_the_wall_time(bench):
+    report, _ = bench
+    assert sum(s.share for s in report.stages) == pytest.approx(1.0, abs=0.05)
+    assert sum(s.seconds for s in report.stages) == pytest.approx(report.wall_s, rel=0.05)
+    assert report.compute_s == pytest.approx(sum(s.seconds for s in report.stages if not s.threaded))
+    assert 0 <= report.encode_flush_s <= report.stage("encode").seconds
+
+
+def test_frames_counted_are_the_frames_written(bench):
+    report, workdir = bench
+    assert report.frames_in == report.frames_written == report.frames_with_face == report.faces == FRAMES
+    with av.open(report.output) as out:
+        assert sum(1 for _ in out.decode(video=0)) == FRAMES
+        assert out.streams.audio                                 # the synthetic clip's AAC came through
+    assert report.decode_alone.frames == report.encode_alone.frames == FRAMES
+    assert report.synthetic_detection and report.input == "synthetic"
+    assert (workdir / "bench_in.mp4").exists()
+    assert report.frame_size == report.output_size == (320, 240)
+    assert report.crop_size == (64, 64)
+
+
+def test_flops_and_peak_are_positive(bench):
+    report, _ = bench
+    assert report.invert_flops > 0 and report.generate_flops > 0
+    assert report.gflops("invert") > 0 and report.gflops("generate") > 0
+    assert report.peak_matmul.gflops > 0 and report.peak_conv.gflops > 0
+    assert report.fraction_of_conv_peak("generate") > 0
+
+
+def test_overlap_efficiency_is_a_sane_ratio(bench):
+    report, _ = bench
+    assert 0 < report.overlap_efficiency <= 1.5
+    assert report.slowest in ("decode", "encode", "compute")
+
+
+def test_as_dict_round_trips_through_json(bench):
+    report, _ = bench
+    d = report.as_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert list(d["stages"]) == list(STAGES)
+    assert d["frames"]["written"] == FRAMES and d["crop_size"] == [64, 64]
+    assert d["flops"]["generate"]["gflops_s"] > 0 and d["overlap"]["efficiency"] > 0
+
+
+def test_as_table_names_every_stage(bench):
+    report, _ = bench
+    table = report.as_table()
+    for name in STAGES:
+        assert f"\n{name} " in table
+    assert "GFLOP/s" in table and "conv peak" in table and "efficiency" in table
+    assert "cpu" in table and "fp32" in table
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+def test_a_real_input_needs_a_detector(bench, model, tmp_path):
+    _, workdir = bench
+    with pytest.raises(UsageError, match="detector"):
+        run_bench(workdir / "bench_in.mp4", model, None, ConvertConfig(), workdir=tmp_path)
+
+
+def test_no_face_in_the_input_is_an_error(bench, model, tmp_path):
+    _, workdir = bench
+
+    class NoFaces:
+        def detect(self, pixels):
+            return []
+
+    with pytest.raises(NoFaceError, match="no face"):
+        run_bench(workdir / "bench_in.mp4", model, NoFaces(), ConvertConfig(), frames=2, workdir=tmp_path)
