@@ -2,7 +2,7 @@
 
     python scripts/bench_stylize.py                      # official-size toonify, 128x128 crop, batch 1/4/8
     python scripts/bench_stylize.py --preset tiny --crop 64
-    python scripts/bench_stylize.py --dtype bf16 --threads 2
+    python scripts/bench_stylize.py --dtype bf16 --threads 2     # bf16 autocast over fp32 weights, as the CLI
 
 The style codes come from a 256x256 ``x2`` computed once and reused, as in the video path; the
 one-off cost of that ``x2`` pass is printed separately. Weights are seeded random (same compute as
@@ -11,18 +11,20 @@ the real models).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")      # as cli.py; before torch is imported
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import build_model, make_random_checkpoint  # noqa: E402
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+from pipeline.device import resolve_precision  # noqa: E402
 
 
 def main() -> None:
@@ -30,14 +32,15 @@ def main() -> None:
     ap.add_argument("--preset", default="toonify")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
-    ap.add_argument("--dtype", choices=DTYPES, default="fp32")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = build_model(make_random_checkpoint(args.preset, 0), dtype=DTYPES[args.dtype])
+    precision = resolve_precision(args.dtype, torch.device("cpu"))
+    model = build_model(make_random_checkpoint(args.preset, 0), dtype=precision.params)
     x2 = torch.rand(1, 3, 256, 256) * 2 - 1
-    with torch.no_grad():
+    with torch.no_grad(), precision.context(torch.device("cpu")):
         t = time.perf_counter()
         w = model.codes(x2)
         t_codes = time.perf_counter() - t
