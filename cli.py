@@ -13,9 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-# Inference threads share the CPU with the decode and encode threads; OpenMP's default spin-wait
-# then burns the cores the others need (measured: 2.3x slower wall, 3x more CPU on 2 cores). Set
-# here, in the entry point, before torch is imported; an explicit setting in the environment wins.
+# Inference threads share the CPU with the decode and encode threads (and other processes on a
+# render box); OpenMP's spin-wait then burns the cores the others need. Measured on 2 cores: 2.3x
+# slower wall with competing processes; on a quiet machine equal wall, 25-35% less CPU when passive.
+# Set here, in the entry point, before torch is imported; an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

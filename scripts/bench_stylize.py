@@ -11,13 +11,10 @@ the real models).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")      # as cli.py; before torch is imported
 
 import torch  # noqa: E402
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-# as cli.py does: torch's OpenMP threads must not spin against the decode/encode threads
+# as cli.py does: torch's OpenMP threads should not spin against the decode/encode threads
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import sys  # noqa: E402
