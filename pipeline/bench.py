@@ -52,9 +52,9 @@ import cv2
 import numpy as np
 import torch
 
-from . import generate, invert, locate, paste, smooth, video_in, video_out
+from . import locate, video_in, video_out
 from .batch import to_images
-from .convert import ConvertConfig
+from .convert import ConvertConfig, stages
 from .detect import Detector, Face
 from .device import PRECISIONS
 from .errors import InputError, NoFaceError, UsageError
@@ -464,13 +464,10 @@ class _Run:
     def frame_size(self) -> tuple[int, int]:
         return self.info.width, self.info.height
 
-    def tally(self, items: Iterable[locate.Located], drop_lost: bool) -> Iterator[locate.Located]:
+    def tally(self, items: Iterable[locate.Located]) -> Iterator[locate.Located]:
         """Count faces, crop shapes and codes passes as located frames stream past (as the runner's counter)."""
         for rec in items:
-            if rec.faces:
-                self.frames_with_face += 1
-            elif drop_lost:
-                continue
+            self.frames_with_face += bool(rec.faces)
             for face in rec.faces:
                 self.shapes[face.pixels.shape] += 1
                 self.samples.setdefault(face.pixels.shape, face)
@@ -492,20 +489,22 @@ def _timed_run(src: Path, dst: Path, model: StyleGANEX, detector: Detector, cfg:
     reader = video_in.read(src, cfg.video_in)
     info = reader.info
     run = _Run(dst, info)
-    fps = float(info.fps or 25)
+    chain: list[TimedIter] = []
+
+    def tap(name: str, items: Iterator) -> Iterator:
+        """Time every stage of the runner's own chain (``convert.stages``), counting as it does."""
+        if name == "detect":
+            items = run.tally(items)
+        elif name == "paste":
+            items = run.record(items)
+        chain.append(TimedIter(items, name, sync=None if name == "paste" else sync))
+        return chain[-1]
+
     with reader, cfg.precision.context(device):
-        chain = [TimedIter(islice(reader, frames), "decode")]
-        located = locate.locate(chain[-1], detector, cfg.face, (info.width, info.height), fps,
-                                aligned_every_frame=cfg.invert.style_code != "first-frame")
-        chain.append(TimedIter(run.tally(located, cfg.drop_lost), "detect", sync=sync))
-        chain.append(TimedIter(invert.invert(chain[-1], model, cfg.invert), "invert", sync=sync))
-        if cfg.invert.style_code == "smoothed":
-            smoothed = smooth.smooth(chain[-1], replace(cfg.smooth, fps=float(info.fps or cfg.smooth.fps)))
-            chain.append(TimedIter(smoothed, "smooth", sync=sync))
-        chain.append(TimedIter(generate.generate(chain[-1], model, cfg.generate), "generate", sync=sync))
-        chain.append(TimedIter(run.record(paste.paste(chain[-1], cfg.paste)), "paste"))
+        chain.append(TimedIter(islice(reader, frames), "decode"))
+        out = stages(chain[0], info, model, detector, cfg, tap=tap)
         t0 = time.perf_counter()
-        video_out.write(chain[-1], dst, vcfg, info, audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end)
+        video_out.write(out, dst, vcfg, info, audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end)
         t1 = time.perf_counter()
     run.wall = t1 - t0
     run.own = [*zip([p.name for p in chain], own_times(chain), strict=True), ("encode", run.wall - chain[-1].seconds)]

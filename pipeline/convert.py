@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -102,13 +102,40 @@ class _Counter:
             self.frames += 1
             yield f
 
-    def count_faces(self, items: Iterable[locate.Located], drop_lost: bool) -> Iterator[locate.Located]:
+    def count_faces(self, items: Iterable[locate.Located]) -> Iterator[locate.Located]:
         for item in items:
-            if item.faces:
-                self.with_face += 1
-            elif drop_lost:
-                continue
+            self.with_face += bool(item.faces)
             yield item
+
+    def tap(self, name: str, items: Iterator) -> Iterator:
+        return self.count_faces(items) if name == "detect" else items
+
+
+Tap = Callable[[str, Iterator], Iterator]
+
+
+def _no_tap(name: str, items: Iterator) -> Iterator:
+    return items
+
+
+def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: StyleGANEX, detector: Detector,
+           cfg: ConvertConfig, tap: Tap = _no_tap) -> Iterator[video_in.Frame]:
+    """The chain between decoding and encoding: detect/crop -> invert -> smooth -> generate -> paste.
+
+    ``tap(name, items)`` may wrap each stage's output ("detect", "invert", "smooth", "generate",
+    "paste"); the runner counts with it, the benchmark times with it. The one place that composes
+    the stages.
+    """
+    located: Iterator = locate.locate(frames, detector, cfg.face, (info.width, info.height),
+                                      float(info.fps or 25), aligned_every_frame=cfg.invert.style_code != "first-frame")
+    if cfg.drop_lost:
+        located = (rec for rec in located if rec.faces)
+    items = invert.invert(tap("detect", located), model, cfg.invert)
+    items = tap("invert", items)
+    if cfg.invert.style_code == "smoothed":
+        items = tap("smooth", smooth.smooth(items, replace(cfg.smooth, fps=float(info.fps or cfg.smooth.fps))))
+    items = tap("generate", generate.generate(items, model, cfg.generate))
+    return tap("paste", paste.paste(items, cfg.paste))
 
 
 def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: Detector, cfg: ConvertConfig,
@@ -137,16 +164,8 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
             yield frame
 
     with reader, cfg.precision.context(model.latent_avg.device):
-        frames = counter.count_in(reader)
-        located = counter.count_faces(
-            locate.locate(frames, detector, cfg.face, (info.width, info.height), float(info.fps or 25),
-                          aligned_every_frame=cfg.invert.style_code != "first-frame"),
-            cfg.drop_lost)
-        inverted = invert.invert(located, model, cfg.invert)
-        if cfg.invert.style_code == "smoothed":
-            inverted = smooth.smooth(inverted, replace(cfg.smooth, fps=float(info.fps or cfg.smooth.fps)))
-        generated = generate.generate(inverted, model, cfg.generate)
-        out = _require_a_face(paste.paste(generated, cfg.paste), counter, cfg, src)
+        out = stages(counter.count_in(reader), info, model, detector, cfg, tap=counter.tap)
+        out = _require_a_face(out, counter, cfg, src)
         written = video_out.write(_count_out(counted_output(out), counter), dst, cfg.video_out, info,
                                   audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end)
     result = ConvertResult(src, written, counter.frames, counter.frames_out, counter.with_face,

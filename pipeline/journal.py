@@ -310,15 +310,10 @@ class Journal:
         if error is not False:
             sets.append("error = ?")
             args.append(error)
-        if output is not None:
-            sets.append("output = ?")
-            args.append(output)
-        if progress is not None:
-            sets.append("progress = ?")
-            args.append(progress)
-        if not_before is not None:
-            sets.append("not_before = ?")
-            args.append(not_before)
+        for column, value in (("output", output), ("progress", progress), ("not_before", not_before)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
         if attempts == -1:
             sets.append("attempts = MAX(attempts - 1, 0)")
         elif attempts is not None:
