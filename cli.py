@@ -19,6 +19,9 @@ from collections.abc import Sequence
 # Set here, in the entry point, before torch is imported; an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from pipeline.options import add_convert_options, convert_config, option_names
+from pipeline.serve.commands import add_commands as add_service_commands
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger("facestyle")
@@ -52,66 +55,6 @@ def _cmd_checkpoint_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _convert_config(args: argparse.Namespace, device: object, precision: object) -> object:
-    """Map the convert options onto the pipeline's configuration dataclasses (the one place)."""
-    from pipeline.convert import ConvertConfig
-    from pipeline.device import default_batch_size
-    from pipeline.generate import GenerateConfig
-    from pipeline.invert import InvertConfig
-    from pipeline.locate import FaceConfig
-    from pipeline.paste import PasteConfig
-    from pipeline.smooth import SmoothConfig
-    from pipeline.video_in import VideoInConfig
-    from pipeline.video_out import VideoOutConfig
-
-    batch = args.batch_size or default_batch_size(device)
-    try:
-        strength, keyframes = _parse_strength(args.strength)
-        smooth = SmoothConfig(filter=args.smooth_filter, strength=_parse_group_strength(args.smooth_strength),
-                              window=args.smooth_window)
-        return ConvertConfig(
-            video_in=VideoInConfig(start=args.start, end=args.end),
-            face=FaceConfig(faces=args.face, detect_every=args.detect_every),
-            invert=InvertConfig(batch_size=batch, style_code=args.style_code),
-            smooth=smooth,
-            generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes),
-            paste=PasteConfig(mode=args.output_mode, feather=args.feather),
-            video_out=VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                                     overwrite=args.overwrite, keep_audio=not args.no_audio),
-            no_face=args.no_face, drop_lost=args.drop_lost, precision=precision)
-    except ValueError as e:
-        from pipeline.errors import UsageError
-
-        raise UsageError(str(e)) from e
-
-
-def _parse_strength(text: str | float) -> tuple[float, tuple[tuple[float, float], ...]]:
-    """``--strength 0.8`` or keyframes ``--strength 0:0,2:1`` (seconds:strength, linear ramp)."""
-    from pipeline.generate import parse_keyframes
-
-    text = str(text)
-    if ":" in text:
-        return 1.0, parse_keyframes(text)
-    try:
-        return float(text), ()
-    except ValueError:
-        raise ValueError(f"--strength {text!r}: give a number or keyframes like 0:0,2:1") from None
-
-
-def _parse_group_strength(text: str | float) -> tuple[float, float, float]:
-    """``--smooth-strength 1`` or ``coarse,middle,fine`` such as ``1,0.5,0``."""
-    parts = [p for p in str(text).split(",") if p.strip()]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"--smooth-strength {text!r}: give one number or three (coarse,middle,fine)") from None
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise ValueError(f"--smooth-strength {text!r}: give one number or three (coarse,middle,fine)")
-    return values[0], values[1], values[2]
-
-
 def _cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -134,7 +77,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     precision = resolve_precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = _convert_config(args, device, precision)
+    cfg = convert_config(args, device, precision)
     quiet = args.quiet or args.progress == "none"
     progress = make_progress("json" if args.progress == "json" else ("none" if quiet else "bar"))
     ckpt = resolve_model(args.model, progress=not quiet and args.progress != "json")
@@ -190,9 +133,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     precision = resolve_precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = _convert_config(args, device, precision)
+    cfg = convert_config(args, device, precision)
     tag = Path(args.model).stem if Path(args.model).suffix else args.model
-    options = {"model": args.model, "tag": tag, **{k: getattr(args, k) for k in _convert_option_names()}}
+    options = {"model": args.model, "tag": tag, **{k: getattr(args, k) for k in option_names()}}
     try:
         wcfg = WatchConfig(inbox=Path(args.inbox), outbox=Path(args.out), tag=tag, options=options,
                            state=Path(args.state) if args.state else None, settle=args.settle, poll=args.poll,
@@ -212,12 +155,6 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             return lambda src, dst, progress: convert_file(src, dst, model, detector, cfg, progress)
 
         return daemon.run(make_converter)
-
-
-def _convert_option_names() -> list[str]:
-    probe = argparse.ArgumentParser(add_help=False)
-    _add_convert_options(probe)
-    return [a.dest for a in probe._actions if a.dest != "model"]
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
@@ -272,7 +209,7 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--log-level", dest="watch_log_level", default=None,
                    choices=["debug", "info", "warning", "error"], help="logging detail on stderr (default: info)")
     g.add_argument("--config", help="TOML file with defaults for the convert options ([convert] table)")
-    _add_convert_options(p)
+    add_convert_options(p)
     p.set_defaults(func=_cmd_watch)
 
     j = sub.add_parser("jobs", help="list the queue and history of a watch folder's job journal",
@@ -332,7 +269,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         model = build_model(make_random_checkpoint(args.random_preset, 0), device=device, dtype=precision.params)
     if args.input is not None and not Path(args.input).is_file():
         raise UsageError(f"{args.input}: not a file")
-    cfg = _convert_config(args, device, precision)
+    cfg = convert_config(args, device, precision)
     detector = make_detector(args.detector, max_side=args.detect_max_side) if args.input else None
     w, _, h = args.size.partition("x")
     with tempfile.TemporaryDirectory(prefix="facestyle-bench-") as tmp:
@@ -359,7 +296,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=30, help="frames to run")
     p.add_argument("--size", default="1920x1080", help="synthetic clip size WxH")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_convert_options(p)
+    add_convert_options(p)
     p.set_defaults(func=_cmd_bench)
 
 
@@ -390,58 +327,13 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="video, photo, or folder of them")
     p.add_argument("-o", "--output", help="output file (folder for a folder input); default: "
                    "<input>_<model>.mp4 beside the input")
-    _add_convert_options(p)
+    add_convert_options(p)
     g = p.add_argument_group("reporting")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     g.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
                    help="json: one JSON object per line on stdout, for programs that drive us")
     g.add_argument("--config", help="TOML file with defaults for these options ([convert] table)")
     p.set_defaults(func=_cmd_convert)
-
-
-def _add_convert_options(p: argparse.ArgumentParser) -> None:
-    """The options that say how to convert (model, inference, faces, output): convert and watch share them."""
-    p.add_argument("--model", help="official model name (see 'facestyle models') or a checkpoint path")
-    g = p.add_argument_group("inference")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="fp16 needs CUDA; bf16 is about 2x faster than fp32 on recent CPUs")
-    g.add_argument("--batch-size", type=int, default=0, help="faces per batch (0: 1 on CPU, 8 on CUDA)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
-    g.add_argument("--strength", default="1.0",
-                   help="editing models (age, hair): scale of the edit (positive = the trained direction, as the "
-                        "official video script; negative reverses it), or keyframes seconds:strength,... for a "
-                        "linear ramp, e.g. 0:0,3:1.2")
-    g.add_argument("--style-code", default="smoothed", choices=["first-frame", "per-frame", "smoothed"],
-                   help="style codes from the first frame's aligned face (official, frozen), from every frame "
-                        "(follows the face, flickers), or from every frame smoothed over time")
-    g.add_argument("--smooth-filter", default="gaussian", choices=["gaussian", "ema", "one-euro"],
-                   help="smoothed codes: centred window (latency = window), causal average, or adaptive One-Euro")
-    g.add_argument("--smooth-strength", default="1",
-                   help="smoothing per layer group: one value or coarse,middle,fine (0 = off, 1 = default)")
-    g.add_argument("--smooth-window", type=int, default=6, help="smoothing look-ahead / time scale in frames")
-    g = p.add_argument_group("faces")
-    g.add_argument("--face", default="largest", choices=["largest", "all"], help="which faces to stylize")
-    g.add_argument("--detector", default="dlib", help="face detector backend")
-    g.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames, track between")
-    g.add_argument("--detect-max-side", type=int, default=720,
-                   help="detect on a copy shrunk to at most this many pixels on the long side")
-    g.add_argument("--no-face", default="error", choices=["error", "pass"],
-                   help="a clip with no face at all: fail, or copy it through with a warning")
-    g.add_argument("--drop-lost", action="store_true", help="drop frames where the face is lost "
-                   "(default: pass them through unchanged)")
-    g = p.add_argument_group("output")
-    g.add_argument("--output-mode", default="full", choices=["full", "crop"],
-                   help="full: stylized face blended back into the original frame; crop: the 4x crop only")
-    g.add_argument("--feather", type=float, default=0.08, help="soft edge of the pasted face (fraction)")
-    g.add_argument("--codec", default="h264", choices=["h264", "hevc", "prores", "ffv1", "vp9"])
-    g.add_argument("--crf", type=int, default=18, help="quality for h264/hevc/vp9 (lower is better)")
-    g.add_argument("--preset", default="medium", help="x264/x265 speed preset")
-    g.add_argument("--pix-fmt", default=None, help="output pixel format (default: the codec's usual one)")
-    g.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
-    g.add_argument("--start", type=float, default=None, help="start time in seconds")
-    g.add_argument("--end", type=float, default=None, help="end time in seconds")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -458,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch(sub)
     _add_metrics(sub)
     _add_bench(sub)
+    add_service_commands(sub)
     models = sub.add_parser("models", help="list the official models and which are cached",
                             description="List the official StyleGANEX models, what each does, and which are "
                                         "already downloaded (cache: $FACESTYLE_MODEL_DIR or ~/.cache/facestyle).")
@@ -532,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facestyle`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) in ("convert", "watch"):
+    if getattr(args, "command", None) in ("convert", "watch", "submit"):
         args = _with_config_defaults(parser, args, argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="facestyle: %(levelname)s: %(message)s")

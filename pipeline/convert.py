@@ -2,9 +2,10 @@
 
     frames    = video_in.read(src, cfg.video_in)
     located   = locate.locate(frames, detector, cfg.face, ...)
-    inverted  = invert.invert(located, model, cfg.invert)
-    smoothed  = smooth.smooth(inverted, cfg.smooth)            # style code mode "smoothed"
-    generated = generate.generate(smoothed, model, cfg.generate)
+    coded     = invert.codes(located, model, cfg.invert)        # W+ codes from the aligned face
+    smoothed  = smooth.smooth(coded, cfg.smooth)                # style code mode "smoothed"
+    inverted  = invert.features(smoothed, model, cfg.invert)    # x1 features
+    generated = generate.generate(inverted, model, cfg.generate)
     out       = paste.paste(generated, cfg.paste)
     video_out.write(out, dst, cfg.video_out, info, audio_from=src)
 
@@ -120,20 +121,36 @@ def _no_tap(name: str, items: Iterator) -> Iterator:
 
 def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: StyleGANEX, detector: Detector,
            cfg: ConvertConfig, tap: Tap = _no_tap) -> Iterator[video_in.Frame]:
-    """The chain between decoding and encoding: detect/crop -> invert -> smooth -> generate -> paste.
+    """The chain between decoding and encoding: detect/crop -> codes -> smooth -> invert -> generate -> paste.
 
-    ``tap(name, items)`` may wrap each stage's output ("detect", "invert", "smooth", "generate",
-    "paste"); the runner counts with it, the benchmark times with it. The one place that composes
-    the stages.
+    ``tap(name, items)`` may wrap each stage's output ("detect", "codes", "smooth", "invert",
+    "generate", "paste"); the runner counts with it, the benchmark times with it. The one place that
+    composes the stages (:mod:`pipeline.vsfilter` splits the same chain into a planning and a
+    rendering half, see :func:`plan` and :func:`render`).
     """
     located: Iterator = locate.locate(frames, detector, cfg.face, (info.width, info.height),
                                       float(info.fps or 25), aligned_every_frame=cfg.invert.style_code != "first-frame")
     if cfg.drop_lost:
         located = (rec for rec in located if rec.faces)
-    items = invert.invert(tap("detect", located), model, cfg.invert)
-    items = tap("invert", items)
+    return render(plan(tap("detect", located), info, model, cfg, tap), model, cfg, tap)
+
+
+def plan(located: Iterable[locate.Located], info: video_in.VideoInfo, model: StyleGANEX, cfg: ConvertConfig,
+         tap: Tap = _no_tap) -> Iterator[invert.Coded]:
+    """The temporal half: each face's W+ codes, smoothed over time when the mode asks for it."""
+    items: Iterator = tap("codes", invert.codes(located, model, cfg.invert))
     if cfg.invert.style_code == "smoothed":
         items = tap("smooth", smooth.smooth(items, replace(cfg.smooth, fps=float(info.fps or cfg.smooth.fps))))
+    return items
+
+
+def render(coded: Iterable[invert.Coded], model: StyleGANEX, cfg: ConvertConfig,
+           tap: Tap = _no_tap) -> Iterator[video_in.Frame]:
+    """The per-frame half: x1 features, generator, paste-back.
+
+    In full output mode each frame depends only on its own record (batching aside).
+    """
+    items = tap("invert", invert.features(coded, model, cfg.invert))
     items = tap("generate", generate.generate(items, model, cfg.generate))
     return tap("paste", paste.paste(items, cfg.paste))
 

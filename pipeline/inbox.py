@@ -80,7 +80,7 @@ class FolderInUse(FacestyleError):
     """Another process holds the lock of a folder."""
 
 
-def lock_folder(path: Path, what: str) -> int:
+def lock_folder(path: Path, what: str, holder_kind: str = "facestyle watch") -> int:
     """Hold an exclusive lock on ``path`` (released by the OS when the process dies)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -88,7 +88,7 @@ def lock_folder(path: Path, what: str) -> int:
     except OSError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise FolderInUse(f"{what} is in use by another facestyle watch (pid {holder}); stop that one first") from None
+        raise FolderInUse(f"{what} is in use by another {holder_kind} (pid {holder}); stop that one first") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd

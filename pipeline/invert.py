@@ -1,11 +1,17 @@
-"""invert stage: face crops -> latents (W+ codes, first-layer feature, skip features), in batches.
+"""invert stage: the encoder, in two passes that the smooth stage sits between.
 
-Style codes (the W+ rows) come from the aligned face ``x2``:
+* :func:`codes`: W+ codes from the aligned face ``x2`` (``located -> Coded``):
     * ``first-frame``: each track's first aligned face, computed once and reused (the official
       video behaviour);
     * ``per-frame``: every frame's own aligned face (follows expressions, flickers unless smoothed);
     * ``smoothed``: per-frame codes here, filtered over time by the smooth stage.
-The ``x1`` pass only runs what the output depends on (stem and IR-SE units 0-20).
+* :func:`features`: the first-layer and skip features of the frame crop ``x1``, paired with the
+  (possibly smoothed) codes (``Coded -> Inverted``). Only what the output depends on runs (stem and
+  IR-SE units 0-20).
+
+Splitting the passes keeps the smoothing window light (codes only, no feature maps) and lets a
+random-access host (the VapourSynth filter) plan the codes of a clip once and compute the features
+of a single frame on demand with the same arithmetic as a linear run.
 """
 from __future__ import annotations
 
@@ -30,6 +36,16 @@ class InvertConfig:
     def __post_init__(self) -> None:
         if self.style_code not in STYLE_CODES:
             raise ValueError(f"style code mode must be one of {STYLE_CODES}, got {self.style_code!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+
+
+@dataclass(eq=False)
+class Coded:
+    """A located frame with one W+ code ``[1, 18, D]`` per face, in ``located.faces`` order."""
+
+    located: Located
+    codes: list[Tensor]
 
 
 @dataclass(eq=False)
@@ -40,33 +56,49 @@ class Inverted:
     latents: list[Latents]
 
 
-def invert(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
+def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Coded]:
+    """W+ codes of every face (see the module docstring for the style-code modes)."""
     device, dtype = model.latent_avg.device, model.latent_avg.dtype
     track_codes: dict[int, Tensor] = {}
     with torch.inference_mode():
         for batch in batches(items, cfg.batch_size, lambda r: len(r.faces)):
             faces = [f for rec in batch for f in rec.faces]
-            # W+ codes: one [1, 18, D] per face
             fresh = [i for i, f in enumerate(faces) if f.aligned is not None
                      and (cfg.style_code != "first-frame" or f.track_id not in track_codes)]
-            codes: dict[int, Tensor] = {}
+            found: dict[int, Tensor] = {}
             if fresh:
                 w = model.codes(to_images([faces[i].aligned for i in fresh], device, dtype))
                 for j, i in enumerate(fresh):
-                    codes[i] = w[j:j + 1]
+                    found[i] = w[j:j + 1]
                     track_codes.setdefault(faces[i].track_id, w[j:j + 1])
-            for i, f in enumerate(faces):
-                if i not in codes:
-                    codes[i] = track_codes[f.track_id]
-            # first-layer and skip features, batched per crop size
+            k = 0
+            for rec in batch:
+                n = len(rec.faces)
+                yield Coded(rec, [found[i] if i in found else track_codes[faces[i].track_id]
+                                  for i in range(k, k + n)])
+                k += n
+
+
+def features(items: Iterable[Coded], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
+    """First-layer and skip features of every face's ``x1`` crop, batched per crop size."""
+    device, dtype = model.latent_avg.device, model.latent_avg.dtype
+    with torch.inference_mode():
+        for batch in batches(items, cfg.batch_size, lambda r: len(r.located.faces)):
+            faces = [f for rec in batch for f in rec.located.faces]
+            w_plus = [w for rec in batch for w in rec.codes]
             latents: list[Latents | None] = [None] * len(faces)
             for _, idx in group_by_shape([f.pixels for f in faces]).items():
                 x1 = to_images([faces[i].pixels for i in idx], device, dtype)
-                lat = model.invert(x1, w_plus=torch.cat([codes[i] for i in idx]))
+                lat = model.invert(x1, w_plus=torch.cat([w_plus[i].to(device, dtype) for i in idx]))
                 for j, i in enumerate(idx):
                     latents[i] = lat[j]
             k = 0
             for rec in batch:
-                n = len(rec.faces)
-                yield Inverted(rec, latents[k:k + n])
+                n = len(rec.located.faces)
+                yield Inverted(rec.located, latents[k:k + n])
                 k += n
+
+
+def invert(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
+    """Both passes without smoothing in between: ``features(codes(items))``."""
+    return features(codes(items, model, cfg), model, cfg)

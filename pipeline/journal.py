@@ -1,12 +1,14 @@
 """journal: a durable job journal in SQLite, shared by the watch-folder daemon and any other job runner.
 
-One row per job: an input (with its size and mtime, so the same file is taken exactly once), an
-output, the options it runs with (JSON), a state, attempts, the last error, progress, a result
-(JSON) and timestamps. States move only along::
+One row per job: an input (with its size and mtime, so the same file is taken exactly once; jobs
+added without them, as the job service does, are never merged), an output, the options it runs
+with (JSON), a state, attempts, the last error, progress, a result (JSON) and timestamps. States
+move only along::
 
     queued -> running -> done
        ^         |
-       +---------+-----> failed   (retry later: back to queued with a not_before time)
+       +---------+-----> failed      (retry later: back to queued with a not_before time)
+    queued, running ---> cancelled   (asked for by a user)
 
 Every change is one committed SQLite transaction (``synchronous=FULL``), so a process killed at
 any point leaves the journal as it was after the last change; :meth:`Journal.recover` puts the
@@ -31,19 +33,20 @@ from pipeline.errors import FacestyleError
 
 __all__ = ["STATES", "Job", "Journal", "JournalError", "format_jobs"]
 
-STATES = ("queued", "running", "done", "failed")
-SCHEMA_VERSION = 1
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     input          TEXT    NOT NULL,
-    input_size     INTEGER NOT NULL DEFAULT -1,
-    input_mtime_ns INTEGER NOT NULL DEFAULT -1,
+    input_size     INTEGER,
+    input_mtime_ns INTEGER,
     output         TEXT,
     options        TEXT    NOT NULL DEFAULT '{}',
     state          TEXT    NOT NULL DEFAULT 'queued'
-                   CHECK (state IN ('queued', 'running', 'done', 'failed')),
+                   CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
     attempts       INTEGER NOT NULL DEFAULT 0,
     error          TEXT,
     progress       REAL,
@@ -70,8 +73,8 @@ class Job:
 
     id: int
     input: str
-    input_size: int
-    input_mtime_ns: int
+    input_size: int | None
+    input_mtime_ns: int | None
     output: str | None
     options: dict = field(default_factory=dict)
     state: str = "queued"
@@ -131,9 +134,15 @@ class Journal:
             raise JournalError(f"{self.path}: not a job journal (no jobs table)")
         self._db.execute("PRAGMA synchronous = FULL")
         with self._transaction() as db:
+            if version == 1:                     # v1: signature NOT NULL, no 'cancelled' state
+                db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+                db.execute("DROP INDEX IF EXISTS jobs_by_state")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            if version == 1:
+                db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM jobs_v1")
+                db.execute("DROP TABLE jobs_v1")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -186,7 +195,7 @@ class Journal:
         return rows[0] if rows else None
 
     def find(self, input: str, size: int = -1, mtime_ns: int = -1) -> Job | None:
-        """The job of this exact input (path, size, mtime), or None."""
+        """The job of this exact input (path, size, mtime), or None (jobs without a signature never match)."""
         rows = self._query("SELECT * FROM jobs WHERE input = ? AND input_size = ? AND input_mtime_ns = ?",
                            (str(input), size, mtime_ns))
         return rows[0] if rows else None
@@ -205,8 +214,9 @@ class Journal:
                            "ORDER BY state = 'queued', not_before, id")
 
     def history(self, limit: int | None = None) -> list[Job]:
-        """Finished jobs (done and failed), the most recent first."""
-        return self._query("SELECT * FROM jobs WHERE state IN ('done', 'failed') ORDER BY finished DESC, id DESC"
+        """Finished jobs (done, failed, cancelled), the most recent first."""
+        return self._query("SELECT * FROM jobs WHERE state IN ('done', 'failed', 'cancelled') "
+                           "ORDER BY finished DESC, id DESC"
                            + (" LIMIT ?" if limit is not None else ""), (limit,) if limit is not None else ())
 
     def counts(self) -> dict[str, int]:
@@ -222,9 +232,11 @@ class Journal:
 
     # -- changing ------------------------------------------------------------------------------
 
-    def add(self, input: str, *, size: int = -1, mtime_ns: int = -1, output: str | None = None,
+    def add(self, input: str, *, size: int | None = -1, mtime_ns: int | None = -1, output: str | None = None,
             options: dict | None = None) -> tuple[Job, bool]:
         """Queue a job for ``input`` unless one exists for the same (path, size, mtime).
+
+        ``size=None, mtime_ns=None`` always queues a new job (a request, not a file to take once).
 
         Returns:
             ``(job, created)``: the new job, or the existing one with ``created`` False.
@@ -236,16 +248,22 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (str(input), size, mtime_ns, output, json.dumps(options or {}, sort_keys=True), now, now))
             created = cur.rowcount == 1
-        job = self.find(input, size, mtime_ns)
+            row_id = cur.lastrowid
+        job = self.get(row_id) if created else self.find(input, size, mtime_ns)
         assert job is not None
         return job, created
 
-    def claim(self, worker: str = "") -> Job | None:
-        """Take the oldest queued job that is due: it becomes ``running`` with one more attempt."""
+    def claim(self, worker: str = "", device: str | None = None) -> Job | None:
+        """Take the oldest queued job that is due: it becomes ``running`` with one more attempt.
+
+        ``device``: only a job whose ``options["device"]`` is this one, ``"auto"`` or unset.
+        """
         now = self.clock()
+        only = "" if device is None else " AND COALESCE(json_extract(options, '$.device'), 'auto') IN ('auto', ?)"
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' AND not_before <= ? "
-                             "ORDER BY not_before, id LIMIT 1", (now,)).fetchone()
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' AND not_before <= ?" + only +
+                             " ORDER BY not_before, id LIMIT 1", (now, *(() if device is None else (device,)))
+                             ).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?, started = ?, "
@@ -282,6 +300,10 @@ class Journal:
     def retry(self, job_id: int) -> Job:
         """failed (or done) -> queued with the attempts reset, to run it again."""
         return self._move(job_id, ("failed", "done"), "queued", error=None, attempts=0, not_before=0.0)
+
+    def cancel(self, job_id: int, reason: str = "cancelled") -> Job:
+        """queued or running -> cancelled (a running job's runner must stop it: see the caller)."""
+        return self._move(job_id, ("queued", "running"), "cancelled", error=reason, finished=True)
 
     def recover(self, max_attempts: int | None = None) -> list[Job]:
         """Put the jobs a dead process left ``running`` back in the queue.
@@ -355,7 +377,7 @@ def format_jobs(queue: list[Job], history: list[Job], counts: dict[str, int]) ->
             detail = f"{job.progress:.0%}" if job.progress is not None else "started"
         elif job.state == "done":
             detail = f"-> {job.output}"
-        elif job.state == "failed" or job.error:
+        elif job.state in ("failed", "cancelled") or job.error:
             detail = ("retrying: " if job.state == "queued" else "") + (job.error or "")
         else:
             detail = ""

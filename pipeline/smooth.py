@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from .filters import OneEuroFilter
-from .invert import Inverted
-from .model import Latents
+from .invert import Coded
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +98,17 @@ class ShotDetector:
 
 @dataclass(eq=False)
 class _Entry:
-    record: Inverted
+    record: Coded
     shot: int
     codes: dict[int, np.ndarray] = field(default_factory=dict)     # track -> [18, D] float64
 
 
-def _with_codes(rec: Inverted, codes: dict[int, np.ndarray]) -> Inverted:
-    lats = []
-    for face, lat in zip(rec.located.faces, rec.latents, strict=True):
-        w = torch.from_numpy(codes[face.track_id]).to(device=lat.w_plus.device, dtype=lat.w_plus.dtype)
-        lats.append(Latents(w[None], lat.feature, lat.skips))
-    return Inverted(rec.located, lats)
+def _with_codes(rec: Coded, codes: dict[int, np.ndarray]) -> Coded:
+    return Coded(rec.located, [torch.from_numpy(codes[face.track_id]).to(device=w.device, dtype=w.dtype)[None]
+                               for face, w in zip(rec.located.faces, rec.codes, strict=True)])
 
 
-def smooth(items: Iterable[Inverted], cfg: SmoothConfig) -> Iterator[Inverted]:
+def smooth(items: Iterable[Coded], cfg: SmoothConfig) -> Iterator[Coded]:
     """Filter each track's W+ codes over time (see the module docstring)."""
     shots = ShotDetector(cfg.shot_threshold)
     sigma = cfg.row_sigma()
@@ -124,8 +120,8 @@ def smooth(items: Iterable[Inverted], cfg: SmoothConfig) -> Iterator[Inverted]:
             if shots.is_cut(rec.located.frame.pixels):
                 shot += 1
                 log.info("shot change at frame %d: smoothing restarts", rec.located.frame.index)
-            codes = {f.track_id: lat.w_plus[0].double().cpu().numpy()
-                     for f, lat in zip(rec.located.faces, rec.latents, strict=True)}
+            codes = {f.track_id: w[0].double().cpu().numpy()
+                     for f, w in zip(rec.located.faces, rec.codes, strict=True)}
             yield _Entry(rec, shot, codes)
 
     if cfg.filter == "gaussian":
@@ -134,7 +130,7 @@ def smooth(items: Iterable[Inverted], cfg: SmoothConfig) -> Iterator[Inverted]:
         yield from _causal(entries(), sigma, cfg)
 
 
-def _gaussian(entries: Iterable[_Entry], sigma: np.ndarray, window: int) -> Iterator[Inverted]:
+def _gaussian(entries: Iterable[_Entry], sigma: np.ndarray, window: int) -> Iterator[Coded]:
     """Centred window: record ``i`` leaves once ``i + window`` has arrived (or the clip ended)."""
     buf: deque[_Entry] = deque()
     offsets = np.arange(-window, window + 1, dtype=np.float64)
@@ -143,7 +139,7 @@ def _gaussian(entries: Iterable[_Entry], sigma: np.ndarray, window: int) -> Iter
     weights[:, sigma == 0] = (offsets == 0)[:, None].astype(np.float64)
     centre = 0                                                                  # buf index of the next to emit
 
-    def emit(i: int) -> Inverted:
+    def emit(i: int) -> Coded:
         e = buf[i]
         out = {}
         for track, code in e.codes.items():
@@ -171,7 +167,7 @@ def _gaussian(entries: Iterable[_Entry], sigma: np.ndarray, window: int) -> Iter
         centre += 1
 
 
-def _causal(entries: Iterable[_Entry], sigma: np.ndarray, cfg: SmoothConfig) -> Iterator[Inverted]:
+def _causal(entries: Iterable[_Entry], sigma: np.ndarray, cfg: SmoothConfig) -> Iterator[Coded]:
     """EMA or One-Euro per track and row group; a new shot or track starts a fresh filter."""
     state: dict[int, tuple[int, object]] = {}          # track -> (shot, filter state)
     groups = [(list(rows), float(sigma[rows[0]])) for rows in GROUPS.values()]

@@ -36,7 +36,7 @@ def test_one_job_per_path_size_mtime(journal):
     newer, created = journal.add("/in/a.mp4", size=12, mtime_ns=6)
     assert created and newer.id != a.id
     assert journal.find("/in/a.mp4", 10, 5).id == a.id and journal.find("/in/a.mp4", 10, 6) is None
-    assert journal.counts() == {"queued": 2, "running": 0, "done": 0, "failed": 0}
+    assert journal.counts() == {"queued": 2, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
 
 
 def test_claim_finish_and_result(journal):
@@ -160,4 +160,47 @@ def test_queue_history_and_table(journal):
     assert [j.input[-5:] for j in journal.history()] == ["b.mp4", "a.mp4"]
     table = format_jobs(journal.queue(), journal.history(), journal.counts())
     assert "-> /out/a_pixar.mp4" in table and "no face found" in table and "started" in table
-    assert table.splitlines()[-1] == "4 job(s): 1 queued, 1 running, 1 done, 1 failed"
+    assert table.splitlines()[-1] == "4 job(s): 1 queued, 1 running, 1 done, 1 failed, 0 cancelled"
+
+
+def test_requests_without_a_signature_are_never_merged_and_can_be_cancelled(tmp_path):
+    with Journal(tmp_path / "j.sqlite") as journal:
+        a, created_a = journal.add("/in/a.mp4", size=None, mtime_ns=None, output="/out/1.mp4")
+        b, created_b = journal.add("/in/a.mp4", size=None, mtime_ns=None, output="/out/2.mp4")
+        assert created_a and created_b and a.id != b.id and b.output == "/out/2.mp4"
+        assert journal.find("/in/a.mp4") is None
+        gone = journal.cancel(a.id)
+        assert gone.state == "cancelled" and gone.finished is not None and gone.error == "cancelled"
+        assert journal.claim().id == b.id                      # the cancelled job never runs
+        assert journal.cancel(b.id, "stopped by the user").state == "cancelled"
+        with pytest.raises(JournalError, match="cannot become cancelled from cancelled"):
+            journal.cancel(b.id)
+        assert journal.counts()["cancelled"] == 2
+        assert [j.id for j in journal.history()] == [b.id, a.id]
+
+
+def test_a_version_1_journal_is_migrated_with_its_jobs(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, input TEXT NOT NULL,
+            input_size INTEGER NOT NULL DEFAULT -1, input_mtime_ns INTEGER NOT NULL DEFAULT -1,
+            output TEXT, options TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0, error TEXT, progress REAL, result TEXT NOT NULL DEFAULT '{}',
+            worker TEXT, not_before REAL NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL,
+            started REAL, finished REAL, UNIQUE (input, input_size, input_mtime_ns));
+        CREATE INDEX jobs_by_state ON jobs (state, not_before, id);
+        INSERT INTO jobs (input, input_size, input_mtime_ns, state, created, updated)
+            VALUES ('/in/x.mp4', 7, 8, 'done', 1, 2), ('/in/y.mp4', 3, 4, 'queued', 1, 1);
+        PRAGMA user_version = 1;
+    """)
+    db.close()
+    with Journal(path) as journal:
+        assert journal.find("/in/x.mp4", 7, 8).state == "done"
+        assert journal.add("/in/y.mp4", size=3, mtime_ns=4)[1] is False      # the key survives
+        job = journal.claim()
+        assert job.input == "/in/y.mp4"
+        assert journal.cancel(job.id).state == "cancelled"                     # the new state is allowed
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2

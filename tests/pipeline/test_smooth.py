@@ -9,9 +9,8 @@ import torch
 from pipeline import build_model, make_random_checkpoint
 from pipeline.align import CropParams
 from pipeline.generate import GenerateConfig, generate, parse_keyframes
-from pipeline.invert import InvertConfig, Inverted, invert
+from pipeline.invert import Coded, InvertConfig, invert
 from pipeline.locate import FaceCrop, Located
-from pipeline.model import Latents
 from pipeline.smooth import SmoothConfig, smooth
 from pipeline.video_in import Frame
 
@@ -19,23 +18,22 @@ CROP = CropParams(frame_h=8, frame_w=8, scale=1.0, h=8, w=8, top=0, bottom=8, le
 
 
 def records(codes, scenes=None, faceless=()):
-    """Inverted records with the given [18, D] codes (one face, track 0); ``scenes`` colours frames."""
+    """Coded records with the given [18, D] codes (one face, track 0); ``scenes`` colours frames."""
     out = []
     for i, code in enumerate(codes):
         level = 0 if scenes is None else scenes[i]
         pixels = np.full((8, 8, 3), level, np.uint8)
         frame = Frame(i, i, i / 25, pixels)
         if i in faceless:
-            out.append(Inverted(Located(frame, []), []))
+            out.append(Coded(Located(frame, []), []))
             continue
         face = FaceCrop(0, CROP, np.zeros((68, 2), np.float32), pixels)
-        lat = Latents(torch.as_tensor(code, dtype=torch.float32)[None], torch.zeros(1, 4, 1, 1), None)
-        out.append(Inverted(Located(frame, [face]), [lat]))
+        out.append(Coded(Located(frame, [face]), [torch.as_tensor(code, dtype=torch.float32)[None]]))
     return out
 
 
 def codes_of(items):
-    return [None if not r.latents else r.latents[0].w_plus[0].numpy() for r in items]
+    return [None if not r.codes else r.codes[0][0].numpy() for r in items]
 
 
 ALL = [SmoothConfig(filter=f) for f in ("gaussian", "ema", "one-euro")]
@@ -91,7 +89,7 @@ def test_order_count_and_faceless_frames_kept():
     items = records([rng.normal(size=(18, 8)) for _ in range(9)], faceless={3, 4})
     out = list(smooth(items, SmoothConfig(window=3)))
     assert [r.located.frame.index for r in out] == list(range(9))
-    assert [len(r.latents) for r in out] == [1, 1, 1, 0, 0, 1, 1, 1, 1]
+    assert [len(r.codes) for r in out] == [1, 1, 1, 0, 0, 1, 1, 1, 1]
 
 
 def test_first_frame_mode_equals_official_behaviour():

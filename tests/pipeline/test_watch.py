@@ -238,7 +238,7 @@ def test_good_and_bad_inputs_land_in_done_and_failed(boxes):
         (inbox / "skip.mp4.part").write_bytes(b"partial download")
         wait_for(lambda: len(list((inbox / "failed").glob("*.error.json"))) == 2
                  and len(outputs(outbox)) == 2, what="all jobs")
-        assert d.journal.counts() == {"queued": 0, "running": 0, "done": 2, "failed": 2}
+        assert d.journal.counts() == {"queued": 0, "running": 0, "done": 2, "failed": 2, "cancelled": 0}
     assert outputs(outbox) == ["early_stub.mp4", "late_stub.jpg"]
     assert (outbox / "late_stub.jpg").read_bytes() == b"good 2"
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["early.mp4", "late.jpg"]
