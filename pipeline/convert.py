@@ -128,19 +128,26 @@ def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: St
     composes the stages (:mod:`pipeline.vsfilter` splits the same chain into a planning and a
     rendering half, see :func:`plan` and :func:`render`).
     """
-    located: Iterator = locate.locate(frames, detector, cfg.face, (info.width, info.height),
-                                      float(info.fps or 25), aligned_every_frame=cfg.invert.style_code != "first-frame")
+    located = locate_faces(frames, (info.width, info.height), info.fps, detector, cfg)
+    return render(plan(tap("detect", located), info.fps, model, cfg, tap), model, cfg, tap)
+
+
+def locate_faces(frames: Iterable[video_in.Frame], size: tuple[int, int], fps: float | None, detector: Detector,
+                 cfg: ConvertConfig) -> Iterator[locate.Located]:
+    """Detect, track and crop, cutting the aligned face on the frames the style-code mode needs."""
+    located: Iterator = locate.locate(frames, detector, cfg.face, size, float(fps or 25),
+                                      aligned_every_frame=cfg.invert.style_code != "first-frame")
     if cfg.drop_lost:
         located = (rec for rec in located if rec.faces)
-    return render(plan(tap("detect", located), info, model, cfg, tap), model, cfg, tap)
+    return located
 
 
-def plan(located: Iterable[locate.Located], info: video_in.VideoInfo, model: StyleGANEX, cfg: ConvertConfig,
+def plan(located: Iterable[locate.Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,
          tap: Tap = _no_tap) -> Iterator[invert.Coded]:
     """The temporal half: each face's W+ codes, smoothed over time when the mode asks for it."""
     items: Iterator = tap("codes", invert.codes(located, model, cfg.invert))
     if cfg.invert.style_code == "smoothed":
-        items = tap("smooth", smooth.smooth(items, replace(cfg.smooth, fps=float(info.fps or cfg.smooth.fps))))
+        items = tap("smooth", smooth.smooth(items, replace(cfg.smooth, fps=float(fps or cfg.smooth.fps))))
     return items
 
 

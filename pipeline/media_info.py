@@ -156,10 +156,18 @@ def av_reason(err: BaseException) -> str:
     return str(reason).splitlines()[0] if reason else type(err).__name__
 
 
+def av_open(path: Path, **kwargs: object) -> av.container.InputContainer:
+    """``av.open`` for reading, replacing undecodable metadata where PyAV has the option (< 19)."""
+    try:
+        return av.open(str(path), metadata_errors="replace", **kwargs)
+    except TypeError:                               # PyAV 19 dropped metadata_errors (it always replaces)
+        return av.open(str(path), **kwargs)
+
+
 def open_input(path: Path, **kwargs: object) -> av.container.InputContainer:
     """``av.open`` for reading, with FFmpeg's failures turned into one-line ``InputError``."""
     try:
-        container = av.open(str(path), metadata_errors="replace", **kwargs)
+        container = av_open(path, **kwargs)
     except av.error.FFmpegError as err:
         raise InputError(f"{path}: not a readable video or image ({av_reason(err)})") from err
     except OSError as err:

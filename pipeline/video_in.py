@@ -31,6 +31,7 @@ import numpy as np
 from pipeline.errors import InputError, UsageError
 from pipeline.media_info import (
     VideoInfo,
+    av_open,
     av_reason,
     is_image_path,
     open_input,
@@ -239,7 +240,7 @@ def _open_decoder(info: VideoInfo, cfg: VideoInConfig) -> av.container.InputCont
         if cfg.hwaccel in av.codec.hwaccel.hwdevices_available():
             accel = av.codec.hwaccel.HWAccel(cfg.hwaccel, allow_software_fallback=True)
             try:
-                return av.open(str(info.path), metadata_errors="replace", hwaccel=accel)
+                return av_open(info.path, hwaccel=accel)
             except av.error.FFmpegError as err:
                 log.warning("hwaccel %r failed (%s); decoding in software", cfg.hwaccel, av_reason(err))
         else:

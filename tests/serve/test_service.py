@@ -236,3 +236,22 @@ def test_refuses_a_public_address_without_the_flag_and_a_token(tmp_path):
     proc = serve("--host", "0.0.0.0", "--allow-remote")
     assert proc.returncode == 2 and "--token-file" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "s" / "token").exists()
+
+
+def test_submit_command_waits_and_reports_like_convert(service, media):
+    """The Blender add-on reads these lines: the same protocol as `facestyle convert --progress json`."""
+    out = media / "face_cli.mp4"
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "submit", str(media / "face.mp4"), "-o", str(out),
+                           "--model", str(media / "tiny.pt"), "--overwrite", "--server", service.url, "--token-file",
+                           str(service.state / "token"), "--wait", "--progress", "json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[0] == {"event": "start", "file": "face.mp4", "total": 6}
+    assert {e["event"] for e in events[1:-1]} <= {"progress"} and events[-1]["event"] == "done"
+    assert events[-1]["dst"] == str(out) and events[-1]["frames_out"] == 6 and frames_of(out) == 6
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "submit", str(media / "face.mp4"), "-o", str(out),
+                           "--model", str(media / "tiny.pt"), "--server", service.url, "--token-file",
+                           str(service.state / "token"), "--wait"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("facestyle: error:") and "exists" in proc.stderr
