@@ -151,7 +151,7 @@ def test_good_and_bad_files_and_systemd_notify(tmp_path, tiny, media_dir):
         listing = subprocess.run([sys.executable, str(REPO / "cli.py"), "jobs", str(outbox)], capture_output=True,
                                  text=True, timeout=120)
         assert listing.returncode == 0, listing.stderr
-        assert listing.stdout.splitlines()[-1] == "7 job(s): 0 queued, 0 running, 3 done, 4 failed"
+        assert listing.stdout.splitlines()[-1] == "7 job(s): 0 queued, 0 running, 3 done, 4 failed, 0 cancelled"
         assert daemon.stop() == 0, daemon.text()
     finally:
         daemon.kill()
