@@ -131,14 +131,15 @@ def _to_pixels(f: Any) -> np.ndarray:
     return np.stack([np.asarray(f[p]) for p in range(3)], axis=-1)
 
 
-def _job_config(model: str | StyleGANEX, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _parse(model: str | StyleGANEX, options: dict[str, Any]) -> Any:
+    """The options as the command line would parse them, after refusing those that do not apply."""
     for name, why in _REFUSED.items():
         if options.get(name):
             raise UsageError(f"option {name!r} does not apply to a filter: {why}")
     if options.get("output_mode", "full") != "full":
         raise UsageError("a filter keeps the frame size: only output_mode 'full'")
     name = model if isinstance(model, str) else "model"
-    return parse_options({"model": name, **options}), options
+    return parse_options({"model": name, **options})
 
 
 def stylize(clip: Any, model: str | StyleGANEX, **options: Any) -> Any:
@@ -161,7 +162,7 @@ def stylize(clip: Any, model: str | StyleGANEX, **options: Any) -> Any:
         raise UsageError("stylize needs a clip of constant format and size")
     if clip.format.color_family not in (vs.RGB, vs.YUV):
         raise UsageError(f"stylize needs an RGB or YUV clip, not {clip.format.name}")
-    args, _ = _job_config(model, options)
+    args = _parse(model, options)
     if isinstance(model, StyleGANEX):
         net = model
         device = net.latent_avg.device
