@@ -221,7 +221,7 @@ def test_kill_9_mid_job_restart_and_sigterm(tmp_path, tiny):
         assert rival.returncode == 1 and "in use by another facestyle watch" in rival.stderr, rival.stderr
         second.wait_for(lambda: getattr(jobs(outbox).get("slow.mp4"), "state", None) == "done", 300, "the redo")
         assert outputs(outbox) == ["slow_tiny.mp4"] and partials(outbox) == []
-        make_clip(tmp_path / "next.mp4", frames=n, size=(320, 240))
+        make_clip(tmp_path / "next.mp4", frames=6 * n, size=(320, 240))   # long: SIGTERM must land mid-job
         os.rename(tmp_path / "next.mp4", inbox / "next.mp4")
         second.wait_for(running("next.mp4"), 120, "the second job to be running")
         t0 = time.monotonic()
