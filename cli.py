@@ -19,6 +19,7 @@ from collections.abc import Sequence
 # Set here, in the entry point, before torch is imported; an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from pipeline.cpu_allocator import keep_freed_memory
 from pipeline.options import add_convert_options, convert_config, option_names
 from pipeline.serve.commands import add_commands as add_service_commands
 
@@ -425,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facestyle`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     if getattr(args, "command", None) in ("convert", "watch", "submit"):
         args = _with_config_defaults(parser, args, argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),

@@ -12,23 +12,38 @@ from torch import Tensor
 T = TypeVar("T")
 
 
-def batches(items: Iterable[T], size: int, count: Callable[[T], int]) -> Iterator[list[T]]:
+def batches(items: Iterable[T], size: int, count: Callable[[T], int], *, budget: int = 0,
+            weight: Callable[[T], int] | None = None) -> Iterator[list[T]]:
     """Consecutive records whose ``count`` adds up to at least ``size`` (the last may hold fewer).
 
-    Records that count 0 (no face) ride along with the batch they arrive in, keeping order.
+    Records that count 0 (no face) ride along with the batch they arrive in, keeping order. With
+    ``budget > 0`` a batch also ends before a record whose ``weight`` would take the batch's total
+    over ``budget`` (a record heavier than the budget on its own makes a batch of its own).
     """
     if size < 1:
         raise ValueError("batch size must be >= 1")
+    if budget and weight is None:
+        raise ValueError("a batch budget needs a weight function")
     pending: list[T] = []
-    n = 0
+    n = load = 0
     for item in items:
+        w = weight(item) if budget else 0
+        if pending and budget and load + w > budget:
+            yield pending
+            pending, n, load = [], 0, 0
         pending.append(item)
         n += count(item)
+        load += w
         if n >= size:
             yield pending
-            pending, n = [], 0
+            pending, n, load = [], 0, 0
     if pending:
         yield pending
+
+
+def crop_pixels(faces: Iterable) -> int:
+    """Summed ``x1`` crop area of ``faces`` (anything with ``pixels`` ``[h, w, 3]``): a batch's weight."""
+    return sum(f.pixels.shape[0] * f.pixels.shape[1] for f in faces)
 
 
 def group_by_shape(arrays: Sequence[np.ndarray | Tensor]) -> dict[tuple[int, ...], list[int]]:

@@ -8,27 +8,28 @@ stages, and writes a real output file into ``workdir``. Around that one timed ru
   that frame, plus the ``x1`` pass) and generate, with ``FlopCounterMode`` on the real model and a
   real crop (this is also the warm-up);
 * the device's peak: a large matmul and a 512-channel 3x3 conv, in the pipeline's precision setting;
-* decoding alone (``video_in.read`` over the same frames) and encoding alone (a
-  ``video_out.VideoWriter`` writing as many frames of the output size, synthetic pixels, same
-  options and audio).
+* decoding alone (``video_in.read`` over the same frames), face finding alone (detect, track and
+  crop over those frames held in memory) and encoding alone (a ``video_out.VideoWriter`` writing
+  as many frames of the output size, synthetic pixels, same options and audio).
 
 Definitions (also in :class:`BenchReport`):
 
 * ``wall``: main-thread time of the pipelined run, from the first frame asked of the chain to the
   output file in place (the ``video_out.write`` call that drives every stage).
-* a stage's ``seconds``: its main-thread exclusive time. For detect .. paste: the time inside its
-  own code (its proxy's inclusive time less the proxy below). For decode and encode, which run in
-  their own threads: the time the main thread waited on them (for the reader's next frame; inside
-  ``video_out.write`` but outside the stages: handing frames over, opening, flushing and closing
-  the file). The seven add up to ``wall``.
-* ``share`` = seconds / wall (the shares sum to 1).
-* ``fps``: detect .. paste: frames / own seconds; decode and encode: throughput *alone*, i.e.
-  frames / seconds of the separate decode-only or encode-only run.
-* ``overlap efficiency`` = max(decode alone, encode alone, main-thread compute) / wall, where
-  main-thread compute is the detect .. paste seconds of the pipelined run: 1.0 when the I/O
-  threads hide completely behind the slowest part, lower when the main thread waits on them.
-  (Compute is measured inside the pipelined run, so a slowdown from sharing cores with the I/O
-  threads lowers throughput but not this ratio.) Run-to-run noise can put it slightly above 1.
+* a stage's ``seconds``: for invert .. paste, its main-thread exclusive time (its proxy's inclusive
+  time less the proxy below). Detect (face finding: detect, track, crop) and encode run in their
+  own threads: their seconds are the time the main thread waited on them (for the next located
+  frame; inside ``video_out.write`` but outside the stages: handing frames over, opening, flushing
+  and closing the file). These six add up to ``wall``. Decode runs in its own thread too and is
+  waited on by the face-finding thread: its seconds are that thread's wait.
+* ``share`` = seconds / wall (the shares of detect .. encode sum to 1).
+* ``fps``: invert .. paste: frames / own seconds; decode, detect and encode: throughput *alone*,
+  i.e. frames / seconds of the separate decode-only, face-finding-only or encode-only run.
+* ``overlap efficiency`` = max(decode alone, detect alone, encode alone, main-thread compute) /
+  wall, where main-thread compute is the invert .. paste seconds of the pipelined run: 1.0 when
+  the other threads hide completely behind the slowest part, lower when the main thread waits on
+  them. (Compute is measured inside the pipelined run, so a slowdown from sharing cores with the
+  other threads lowers throughput but not this ratio.) Run-to-run noise can put it slightly above 1.
 * GFLOP/s = FLOPs of all faces processed / the stage's own seconds; FLOPs are those
   ``FlopCounterMode`` counts (convolutions and matmuls, 2 per multiply-add).
 
@@ -54,7 +55,7 @@ import torch
 
 from . import locate, video_in, video_out
 from .batch import to_images
-from .convert import ConvertConfig, stages
+from .convert import ConvertConfig, locate_faces, stages
 from .detect import Detector, Face
 from .device import PRECISIONS
 from .errors import InputError, NoFaceError, UsageError
@@ -64,7 +65,7 @@ from .timing import PeakResult, TimedIter, count_flops, device_sync, measure_pea
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "invert", "smooth", "generate", "paste", "encode")
-THREADED = ("decode", "encode")
+THREADED = ("decode", "detect", "encode")
 _SUFFIX = {"h264": ".mp4", "hevc": ".mp4", "vp9": ".mp4", "prores": ".mov", "ffv1": ".mkv"}
 
 
@@ -188,7 +189,7 @@ class BenchReport:
 
     ``invert_flops`` / ``generate_flops`` are totals over the run (``faces`` faces); the GFLOP/s
     figures divide them by the stage's own seconds. ``overlap_efficiency`` and ``slowest`` compare
-    ``wall_s`` with the slowest of decode alone, encode alone and ``compute_s``.
+    ``wall_s`` with the slowest of decode alone, detect alone, encode alone and ``compute_s``.
     """
 
     input: str
@@ -210,6 +211,7 @@ class BenchReport:
     stages: list[StageRow]
     encode_flush_s: float
     decode_alone: AloneRun
+    detect_alone: AloneRun
     encode_alone: AloneRun
     invert_flops: int
     generate_flops: int
@@ -249,7 +251,8 @@ class BenchReport:
             "wall_s": round(self.wall_s, 5),
             "stages": {s.name: s.as_dict() for s in self.stages},
             "encode_flush_s": round(self.encode_flush_s, 5),
-            "decode_alone": self.decode_alone.as_dict(), "encode_alone": self.encode_alone.as_dict(),
+            "decode_alone": self.decode_alone.as_dict(), "detect_alone": self.detect_alone.as_dict(),
+            "encode_alone": self.encode_alone.as_dict(),
             "flops": {name: {"per_face": per_face[name], "total": total,
                              "gflops_s": _round(self.gflops(name), 3),
                              "fraction_of_conv_peak": _round(self.fraction_of_conv_peak(name), 4)}
@@ -259,6 +262,7 @@ class BenchReport:
                      for key, p in (("matmul", self.peak_matmul), ("conv", self.peak_conv))},
             "overlap": {"wall_s": round(self.wall_s, 5), "compute_s": round(self.compute_s, 5),
                         "decode_alone_s": round(self.decode_alone.seconds, 5),
+                        "detect_alone_s": round(self.detect_alone.seconds, 5),
                         "encode_alone_s": round(self.encode_alone.seconds, 5),
                         "slowest": self.slowest, "efficiency": round(self.overlap_efficiency, 4)},
         }
@@ -278,7 +282,9 @@ class BenchReport:
         for s in self.stages:
             note = ""
             if s.name == "decode":
-                note = "  alone; own thread, main thread waited"
+                note = "  alone; own thread, face finding waited"
+            elif s.name == "detect":
+                note = "  alone; own thread (detect, track, crop), main thread waited"
             elif s.name == "encode":
                 note = f"  alone; own thread, main thread waited (flush at the end {self.encode_flush_s:.3f} s)"
             elif s.frames == 0 and s.seconds == 0:
@@ -294,9 +300,10 @@ class BenchReport:
                          f"  = {'-' if frac is None else f'{100 * frac:.1f}%'} of conv peak")
         for p in (self.peak_matmul, self.peak_conv):
             lines.append(f"{'peak':<9}{p.gflops:>10.2f} GFLOP/s  ({p.name}, best of the probe)")
-        lines += ["", f"overlap  wall {self.wall_s:.3f} s; slowest alone: {self.slowest} "
-                      f"{max(self.decode_alone.seconds, self.encode_alone.seconds, self.compute_s):.3f} s "
-                      f"(decode {self.decode_alone.seconds:.3f}, encode {self.encode_alone.seconds:.3f}, "
+        slowest_s = max(self.decode_alone.seconds, self.detect_alone.seconds, self.encode_alone.seconds, self.compute_s)
+        lines += ["", f"overlap  wall {self.wall_s:.3f} s; slowest alone: {self.slowest} {slowest_s:.3f} s "
+                      f"(decode {self.decode_alone.seconds:.3f}, detect {self.detect_alone.seconds:.3f}, "
+                      f"encode {self.encode_alone.seconds:.3f}, "
                       f"compute {self.compute_s:.3f}) -> efficiency {self.overlap_efficiency:.2f}"]
         return "\n".join(lines)
 
@@ -360,6 +367,7 @@ def run_bench(input_path: Path | None, model: StyleGANEX, detector: Detector | N
     for crop in run.samples.values():
         flops.add(crop)
     decode_alone = _decode_alone(src, cfg.video_in, frames)
+    detect_alone = _detect_alone(src, detector, cfg, frames)
     encode_alone = _encode_alone(workdir / f"bench_encode_alone{suffix}", vcfg, run, src, cfg.video_in)
 
     own: dict[str, float] = {}
@@ -370,11 +378,13 @@ def run_bench(input_path: Path | None, model: StyleGANEX, detector: Detector | N
     for name in STAGES:
         seconds = own.get(name, 0.0)
         n = run.items.get(name, 0)
-        alone = {"decode": decode_alone, "encode": encode_alone}.get(name)
+        share = seconds / run.wall if run.wall > 0 and name != "decode" else 0.0
+        alone = {"decode": decode_alone, "detect": detect_alone, "encode": encode_alone}.get(name)
         fps = alone.fps if alone is not None else (n / seconds if seconds > 0 else None)
-        rows.append(StageRow(name, n, seconds, seconds / run.wall if run.wall > 0 else 0.0, fps, name in THREADED))
+        rows.append(StageRow(name, n, seconds, share, fps, name in THREADED))
     compute = sum(r.seconds for r in rows if not r.threaded)
-    slowest_s, slowest = max((decode_alone.seconds, "decode"), (encode_alone.seconds, "encode"), (compute, "compute"))
+    slowest_s, slowest = max((decode_alone.seconds, "decode"), (detect_alone.seconds, "detect"),
+                             (encode_alone.seconds, "encode"), (compute, "compute"))
     shapes = Counter({f"{w}x{h}": n for (h, w, _), n in run.shapes.items()})
     (ch, cw, _), _ = max(run.shapes.items(), key=lambda kv: kv[1])
     return BenchReport(
@@ -384,7 +394,7 @@ def run_bench(input_path: Path | None, model: StyleGANEX, detector: Detector | N
         style_code=cfg.invert.style_code, frame_size=run.frame_size, output_size=run.out_size, crop_size=(cw, ch),
         frames_in=run.items["decode"], frames_written=run.items["encode"], frames_with_face=run.frames_with_face,
         faces=sum(run.shapes.values()), wall_s=run.wall, stages=rows, encode_flush_s=run.flush,
-        decode_alone=decode_alone, encode_alone=encode_alone,
+        decode_alone=decode_alone, detect_alone=detect_alone, encode_alone=encode_alone,
         invert_flops=run.codes_calls * flops.codes + sum(n * flops.x1[s] for s, n in run.shapes.items()),
         generate_flops=sum(n * flops.gen[s] for s, n in run.shapes.items()),
         peak_matmul=matmul, peak_conv=conv, compute_s=compute, slowest=slowest,
@@ -510,7 +520,10 @@ def _timed_run(src: Path, dst: Path, model: StyleGANEX, detector: Detector, cfg:
         video_out.write(out, dst, vcfg, info, audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end)
         t1 = time.perf_counter()
     run.wall = t1 - t0
-    run.own = [*zip([p.name for p in chain], own_times(chain), strict=True), ("encode", run.wall - chain[-1].seconds)]
+    # chain[0] (decode) is pulled by the face-finding thread; the main thread's chain starts at detect
+    main = chain[1:]
+    run.own = [("decode", chain[0].seconds), *zip([p.name for p in main], own_times(main), strict=True),
+               ("encode", run.wall - chain[-1].seconds)]
     run.items = {p.name: p.items for p in chain} | {"encode": chain[-1].items}
     run.flush = t1 - (chain[-1].ended_at or t1)
     return run
@@ -523,6 +536,16 @@ def _decode_alone(src: Path, cfg: video_in.VideoInConfig, frames: int) -> AloneR
         for _ in islice(reader, frames):
             n += 1
         return AloneRun(n, time.perf_counter() - t0)
+
+
+def _detect_alone(src: Path, detector: Detector, cfg: ConvertConfig, frames: int) -> AloneRun:
+    """Face finding (detect, track, crop) over the first ``frames`` frames, decoded beforehand."""
+    with video_in.read(src, cfg.video_in) as reader:
+        info = reader.info
+        decoded = list(islice(reader, frames))
+    t0 = time.perf_counter()
+    n = sum(1 for _ in locate_faces(iter(decoded), (info.width, info.height), info.fps, detector, cfg))
+    return AloneRun(n, time.perf_counter() - t0)
 
 
 def _encode_alone(dst: Path, vcfg: video_out.VideoOutConfig, run: _Run, src: Path,

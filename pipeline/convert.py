@@ -28,10 +28,14 @@ from .errors import FacestyleError, InputError, NoFaceError, OutputError
 from .media_info import is_image_path
 from .model import StyleGANEX
 from .progress import NullProgress, Progress
+from .queues import run_ahead
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".ts", ".mxf", ".y4m"}
+# Face finding (detect, track, crop) runs in its own thread this many frames ahead of the model, so
+# the detector is off the model's critical path (dlib and OpenCV run while PyTorch holds no GIL).
+FIND_FACES_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -124,22 +128,27 @@ def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: St
     """The chain between decoding and encoding: detect/crop -> codes -> smooth -> invert -> generate -> paste.
 
     ``tap(name, items)`` may wrap each stage's output ("detect", "codes", "smooth", "invert",
-    "generate", "paste"); the runner counts with it, the benchmark times with it. The one place that
+    "generate", "paste"); the runner counts with it, the benchmark times with it. Face finding runs
+    in its own thread (``FIND_FACES_AHEAD``); the taps are all called on the caller's thread. The one place that
     composes the stages (:mod:`pipeline.vsfilter` splits the same chain into a planning and a
     rendering half, see :func:`plan` and :func:`render`).
     """
-    located = locate_faces(frames, (info.width, info.height), info.fps, detector, cfg)
+    located = locate_faces(frames, (info.width, info.height), info.fps, detector, cfg, ahead=FIND_FACES_AHEAD)
     return render(plan(tap("detect", located), info.fps, model, cfg, tap), model, cfg, tap)
 
 
 def locate_faces(frames: Iterable[video_in.Frame], size: tuple[int, int], fps: float | None, detector: Detector,
-                 cfg: ConvertConfig) -> Iterator[locate.Located]:
-    """Detect, track and crop, cutting the aligned face on the frames the style-code mode needs."""
+                 cfg: ConvertConfig, ahead: int = 0) -> Iterator[locate.Located]:
+    """Detect, track and crop, cutting the aligned face on the frames the style-code mode needs.
+
+    ``ahead > 0`` runs this in its own thread, up to ``ahead`` frames ahead of the caller (who
+    must then not touch ``frames`` or ``detector`` until the iterator is exhausted or closed).
+    """
     located: Iterator = locate.locate(frames, detector, cfg.face, size, float(fps or 25),
                                       aligned_every_frame=cfg.invert.style_code != "first-frame")
     if cfg.drop_lost:
         located = (rec for rec in located if rec.faces)
-    return located
+    return run_ahead(located, ahead, "facestyle:find-faces") if ahead else located
 
 
 def plan(located: Iterable[locate.Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,

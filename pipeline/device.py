@@ -77,5 +77,20 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Frames per batch: 1 on CPU (measured fastest per frame there), 8 on CUDA."""
-    return 8 if device.type == "cuda" else 1
+    """Faces per batch: 8 (on a CPU further limited by :func:`default_batch_pixels`)."""
+    return 8
+
+
+# Crop pixels per batch on a CPU. Measured (official-size toonify, 2 threads, s/frame at batch 1/2/4/8):
+# fp32 128x128 0.52/-/0.49/0.42, 192x192 1.05/1.07/0.98, 256x256 1.72/1.64/2.11, 336x400 in the
+# pipeline b4 1.9x slower than b1; bf16 128x128 0.24/-/0.15/0.13, 192x192 0.41/0.36/0.30,
+# 256x256 0.60/0.58/0.52. Bigger batches of big crops outgrow the caches.
+CPU_BATCH_PIXELS = {torch.float32: 128 * 128 * 8, torch.bfloat16: 256 * 256 * 4}
+
+
+def default_batch_pixels(device: torch.device, precision: Precision) -> int:
+    """The most ``x1`` crop pixels per batch (0: no limit): on a CPU 8 crops of 128x128 in fp32,
+    4 of 256x256 in bf16 (so 2 of 256x256 in fp32, 1 above about 362x362); none on CUDA."""
+    if device.type != "cpu":
+        return 0
+    return CPU_BATCH_PIXELS.get(precision.autocast or precision.params, CPU_BATCH_PIXELS[torch.float32])

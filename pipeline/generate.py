@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batch import batches, group_by_shape, to_pixels
+from .batch import batches, crop_pixels, group_by_shape, to_pixels
 from .invert import Inverted
 from .model import Latents, StyleGANEX
 
@@ -17,7 +17,8 @@ class GenerateConfig:
     """Options of the generate stage.
 
     Attributes:
-        batch_size: faces per generator call.
+        batch_size: faces per generator call (at most).
+        batch_pixels: also at most this many ``x1`` crop pixels per call (0: no limit).
         strength: scale of the editing direction of editing models (age, hair); ignored otherwise.
         keyframes: ``((time_s, strength), ...)`` sorted by time: the strength ramps linearly between
             them and holds before the first and after the last (overrides ``strength``).
@@ -26,6 +27,13 @@ class GenerateConfig:
     batch_size: int = 1
     strength: float = 1.0
     keyframes: tuple[tuple[float, float], ...] = ()
+    batch_pixels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        if self.batch_pixels < 0:
+            raise ValueError("batch pixels must be >= 0")
 
     def strength_at(self, t: float) -> float:
         if not self.keyframes:
@@ -62,7 +70,8 @@ class Generated:
 
 def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) -> Iterator[Generated]:
     with torch.inference_mode():
-        for batch in batches(items, cfg.batch_size, lambda r: len(r.latents)):
+        for batch in batches(items, cfg.batch_size, lambda r: len(r.latents), budget=cfg.batch_pixels,
+                             weight=lambda r: crop_pixels(r.located.faces)):
             lats = [lat for rec in batch for lat in rec.latents]
             images: list[np.ndarray | None] = [None] * len(lats)
             times = [rec.located.frame.time for rec in batch for _ in rec.latents]

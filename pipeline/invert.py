@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .batch import batches, group_by_shape, to_images
+from .batch import batches, crop_pixels, group_by_shape, to_images
 from .locate import Located
 from .model import Latents, StyleGANEX
 
@@ -30,14 +30,26 @@ STYLE_CODES = ("first-frame", "per-frame", "smoothed")
 
 @dataclass(frozen=True)
 class InvertConfig:
+    """Options of the invert stage.
+
+    Attributes:
+        batch_size: faces per encoder call (at most).
+        batch_pixels: also at most this many ``x1`` crop pixels per features call (0: no limit); big
+            crops batch worse on a CPU (see :func:`pipeline.device.default_batch_pixels`).
+        style_code: one of ``STYLE_CODES``.
+    """
+
     batch_size: int = 1
     style_code: str = "smoothed"
+    batch_pixels: int = 0
 
     def __post_init__(self) -> None:
         if self.style_code not in STYLE_CODES:
             raise ValueError(f"style code mode must be one of {STYLE_CODES}, got {self.style_code!r}")
         if self.batch_size < 1:
             raise ValueError("batch size must be >= 1")
+        if self.batch_pixels < 0:
+            raise ValueError("batch pixels must be >= 0")
 
 
 @dataclass(eq=False)
@@ -83,7 +95,8 @@ def features(items: Iterable[Coded], model: StyleGANEX, cfg: InvertConfig) -> It
     """First-layer and skip features of every face's ``x1`` crop, batched per crop size."""
     device, dtype = model.latent_avg.device, model.latent_avg.dtype
     with torch.inference_mode():
-        for batch in batches(items, cfg.batch_size, lambda r: len(r.located.faces)):
+        for batch in batches(items, cfg.batch_size, lambda r: len(r.located.faces), budget=cfg.batch_pixels,
+                             weight=lambda r: crop_pixels(r.located.faces)):
             faces = [f for rec in batch for f in rec.located.faces]
             w_plus = [w for rec in batch for w in rec.codes]
             latents: list[Latents | None] = [None] * len(faces)

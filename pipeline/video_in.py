@@ -177,7 +177,13 @@ class FrameReader(Iterator[Frame]):
             raise StopIteration
         if self._thread is None:
             self._start()
-        item = self._queue.get()
+        while True:  # a consumer in another thread (face finding runs ahead) must wake on close()
+            try:
+                item = self._queue.get(timeout=POLL_S)
+                break
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise StopIteration from None
         if isinstance(item, Frame):
             return item
         self.close()

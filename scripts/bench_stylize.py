@@ -21,6 +21,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import build_model, make_random_checkpoint  # noqa: E402
+from pipeline.cpu_allocator import keep_freed_memory  # noqa: E402
 from pipeline.device import resolve_precision  # noqa: E402
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    keep_freed_memory()     # as the facestyle command does
     torch.set_num_threads(args.threads)
     precision = resolve_precision(args.dtype, torch.device("cpu"))
     model = build_model(make_random_checkpoint(args.preset, 0), dtype=precision.params)

@@ -10,6 +10,12 @@ They reproduce the official forward ``pSp(x1, x2, zero_noise=True, resize=False,
 use_skip=opts.use_skip, editing_w=editing_w[0:1] * editing_scale)`` without its waste: the ``x1``
 pass stops after IR-SE unit 20 when ``x2`` supplies the codes, and codes of a repeated ``x2`` can be
 computed once with :meth:`StyleGANEX.codes` and passed back in.
+
+Memory layout: on a CPU the ``x1`` pass and the generator run channels-last (NHWC). oneDNN then
+convolves without re-laying out every activation on the way in and out (measured at a 128x128 crop,
+batch 4, 2 threads: generator 0.45 -> 0.37 s per frame, encoder features 0.064 -> 0.057 s). Results
+match the NCHW run to about 5e-6. Outputs come back channels-last; they are ordinary tensors of the
+same shape. On CUDA the layout is left as given (the CUDA kernels read NCHW).
 """
 from __future__ import annotations
 
@@ -58,6 +64,13 @@ class Latents:
     def to(self, *args: Any, **kwargs: Any) -> Latents:
         skips = None if self.skips is None else [s.to(*args, **kwargs) for s in self.skips]
         return Latents(self.w_plus.to(*args, **kwargs), self.feature.to(*args, **kwargs), skips)
+
+
+def cpu_layout(x: Tensor) -> Tensor:
+    """``x`` in the layout the model computes in on its device: channels-last on a CPU, else as is."""
+    if x.device.type == "cpu" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 class StyleGANEX(nn.Module):
@@ -109,7 +122,7 @@ class StyleGANEX(nn.Module):
                 is shared by all frames. None (and no ``w_plus``): the codes come from ``x1``.
             w_plus: ``[B or 1, 18, style_dim]`` precomputed :meth:`codes`, instead of ``x2``.
         """
-        x1 = self._check(x1, "x1")
+        x1 = cpu_layout(self._check(x1, "x1"))
         with_skips = self.arch.use_skip
         if w_plus is None and x2 is None:
             f, skips, codes = self.encoder.features_and_codes(x1, with_skips)
@@ -136,7 +149,8 @@ class StyleGANEX(nn.Module):
                 editing_scale = editing_scale.to(self.editing_w).view(-1, 1, 1)
             editing_w = self.editing_w[0:1] * editing_scale
         fusion = getattr(self.encoder, "fusion", None)
-        return self.decoder(latents.w_plus, latents.feature, latents.skips, fusion, editing_w, noise)
+        skips = None if latents.skips is None else [cpu_layout(s) for s in latents.skips]
+        return self.decoder(latents.w_plus, cpu_layout(latents.feature), skips, fusion, editing_w, noise)
 
     def stylize(self, x1: Tensor, x2: Tensor | None = None, editing_scale: float = 1.0) -> Tensor:
         """``generate(invert(x1, x2), editing_scale)``."""

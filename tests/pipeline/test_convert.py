@@ -5,13 +5,14 @@ on tiny synthetic clips; tests with real faces use ../shared/media and the dlib 
 """
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
-from pipeline import NoFaceError, OutputError, build_model, make_random_checkpoint
+from pipeline import InputError, NoFaceError, OutputError, build_model, make_random_checkpoint
 from pipeline.convert import ConvertConfig, convert_file
 from pipeline.detect import Face
 from pipeline.locate import FaceConfig
@@ -77,6 +78,39 @@ def test_full_mode_keeps_frames_timestamps_and_audio(tmp_path, model):
     a_in, a_out = audio_span(src), audio_span(dst)
     assert a_out is not None and abs((a_out[1] - a_out[0]) - (a_in[1] - a_in[0])) < 0.05
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv"]
+
+
+class ThreadRecordingDetector(StubDetector):
+    """A stub detector that notes the thread it runs on, and can fail on one call."""
+
+    def __init__(self, face: Face, fail_at: int | None = None) -> None:
+        super().__init__(face)
+        self.threads: set[str] = set()
+        self.fail_at = fail_at
+
+    def detect(self, pixels: np.ndarray) -> list[Face]:
+        self.threads.add(threading.current_thread().name)
+        if self.calls == self.fail_at:
+            raise InputError("the detector gave up on this frame")
+        return super().detect(pixels)
+
+
+def test_faces_are_found_in_their_own_thread(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=6, size=(96, 80))
+    det = ThreadRecordingDetector(synthetic_face(48, 36, 40))
+    result = convert_file(src, tmp_path / "out.mp4", model, det, ConvertConfig())
+    assert result.frames_out == result.frames_with_face == 6 and det.calls == 6
+    assert det.threads == {"facestyle:find-faces"}
+    assert not any(t.name == "facestyle:find-faces" for t in threading.enumerate())
+
+
+def test_an_error_while_finding_faces_ends_the_conversion_cleanly(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=12, size=(96, 80))
+    det = ThreadRecordingDetector(synthetic_face(48, 36, 40), fail_at=7)
+    with pytest.raises(InputError, match="gave up"):
+        convert_file(src, tmp_path / "out.mp4", model, det, ConvertConfig())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    assert not any(t.name.startswith(("facestyle:find-faces", "video_in:")) for t in threading.enumerate())
 
 
 def test_paste_touches_only_the_crop_window(tmp_path, model):

@@ -1,0 +1,67 @@
+"""batches: grouping by face count and by a pixel budget; the automatic batch settings per device."""
+from __future__ import annotations
+
+import argparse
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.batch import batches, crop_pixels
+from pipeline.device import default_batch_pixels, resolve_precision
+from pipeline.options import add_convert_options, convert_config
+
+
+def _rec(*sides: int) -> list:
+    """A record carrying one face per side, each with a ``side x side`` crop."""
+    return [SimpleNamespace(pixels=np.zeros((s, s, 3), np.uint8)) for s in sides]
+
+
+def _sizes(groups: list[list[list]]) -> list[int]:
+    return [len(g) for g in groups]
+
+
+def test_batches_fill_up_to_the_face_count():
+    recs = [_rec(8)] * 7
+    assert _sizes(list(batches(recs, 3, len))) == [3, 3, 1]
+
+
+def test_records_without_faces_ride_along():
+    recs = [_rec(8), _rec(), _rec(8), _rec(8)]
+    assert _sizes(list(batches(recs, 2, len))) == [3, 1]
+
+
+def test_a_pixel_budget_ends_a_batch_before_it_would_overflow():
+    recs = [_rec(128)] * 10 + [_rec(256)] * 3 + [_rec(400)] + [_rec(128)] * 2
+    out = list(batches(recs, 8, len, budget=128 * 128 * 8, weight=crop_pixels))
+    # 8 crops of 128 fill the budget; 2 of 128 + 1 of 256 fit (98304), the 2nd 256 would not;
+    # 2 of 256 fit exactly; a 400 crop alone is over the budget and goes on its own
+    assert _sizes(out) == [8, 3, 2, 1, 2]
+    assert [sum(crop_pixels(r) for r in b) for b in out] == [131072, 98304, 131072, 160000, 32768]
+
+
+def test_a_budget_needs_a_weight():
+    with pytest.raises(ValueError):
+        list(batches([_rec(8)], 2, len, budget=10))
+
+
+def _cfg(*argv: str, precision: str = "fp32"):
+    ap = argparse.ArgumentParser()
+    add_convert_options(ap)
+    args = ap.parse_args(list(argv))
+    return convert_config(args, torch.device("cpu"), resolve_precision(precision, torch.device("cpu")))
+
+
+def test_automatic_batches_on_a_cpu_are_limited_by_pixels():
+    cfg = _cfg()
+    assert cfg.generate.batch_size == cfg.invert.batch_size == 8
+    assert cfg.generate.batch_pixels == cfg.invert.batch_pixels == 128 * 128 * 8
+    assert _cfg(precision="bf16").generate.batch_pixels == 256 * 256 * 4
+    explicit = _cfg("--batch-size", "3")
+    assert explicit.generate.batch_size == 3 and explicit.generate.batch_pixels == 0   # exactly as asked
+
+
+def test_no_pixel_limit_on_cuda():
+    cuda = torch.device("cuda")
+    assert default_batch_pixels(cuda, resolve_precision("fp32", torch.device("cpu"))) == 0
