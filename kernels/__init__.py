@@ -1,4 +1,5 @@
-"""Custom ops of facestyle: ``upfirdn2d``, ``bias_act`` and ``fused_leaky_relu``.
+"""Custom ops of facestyle: ``upfirdn2d``, ``bias_act`` and ``fused_leaky_relu`` (``fused_leaky_relu_``
+may work in place).
 
 Each op has ``impl="auto" | "cuda" | "ref"``: a plain-PyTorch reference (the CPU path, and the
 definition of the op) and a CUDA kernel built on first CUDA use (never at import). Environment:
@@ -9,7 +10,7 @@ build cache (default ``~/.cache/facestyle/kernels``). Details in ``kernels/_buil
 from __future__ import annotations
 
 from ._build import KernelBuildError, status
-from .bias_act import ACTIVATIONS, Activation, bias_act, fused_leaky_relu
+from .bias_act import ACTIVATIONS, Activation, bias_act, fused_leaky_relu, fused_leaky_relu_
 from .upfirdn2d import upfirdn2d
 
 
@@ -29,5 +30,6 @@ __all__ = [
     "bias_act",
     "cuda_status",
     "fused_leaky_relu",
+    "fused_leaky_relu_",
     "upfirdn2d",
 ]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kernels import fused_leaky_relu, upfirdn2d
+from kernels import fused_leaky_relu, fused_leaky_relu_, upfirdn2d
 
 # outer([1, 3, 3, 1]) / 64: the StyleGAN2 resampling filter (x4 when it follows a x2 upsample)
 _FIR = torch.tensor([1.0, 3.0, 3.0, 1.0])
@@ -162,8 +162,9 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return fused_leaky_relu(x, self.bias)
+    def forward(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """``inplace``: ``x`` may be overwritten (an activation nobody else holds)."""
+        return fused_leaky_relu_(x, self.bias) if inplace else fused_leaky_relu(x, self.bias)
 
 
 class StyledConv(nn.Module):
@@ -178,7 +179,7 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        return self.activate(self.noise(self.conv(x, style), noise), inplace=True)   # a fresh conv output
 
 
 class ToRGB(nn.Module):

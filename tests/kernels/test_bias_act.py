@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from kernels import ACTIVATIONS, bias_act, fused_leaky_relu
+from kernels import ACTIVATIONS, bias_act, fused_leaky_relu, fused_leaky_relu_
 from tests.conftest import TOLERANCE
 
 B = sys.modules["kernels.bias_act"]
@@ -135,6 +135,29 @@ def test_dtypes_agree_with_float64(dtype, act):
     y = bias_act(x.to(dtype), b, act=act, impl="ref")
     assert y.dtype == dtype
     torch.testing.assert_close(y.double(), want, atol=TOLERANCE[dtype] * 2, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_in_place_variant_equals_the_op(dtype, with_bias):
+    x = torch.randn(2, 5, 7, 6, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(5) if with_bias else None
+    want = fused_leaky_relu(x, b)
+    work = x.clone()
+    with torch.no_grad():
+        got = fused_leaky_relu_(work, b)
+    # float32 on a CPU: no new memory; bf16 goes out of place (faster there)
+    assert (got.data_ptr() == work.data_ptr()) == (dtype == torch.float32)
+    assert torch.equal(got, want)                               # same operations, same bits
+
+
+def test_in_place_variant_leaves_tracked_tensors_alone():
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    got = fused_leaky_relu_(x, b)
+    assert got.data_ptr() != x.data_ptr()
+    got.sum().backward()
+    assert x.grad is not None and b.grad is not None
 
 
 def test_gradient_function_matches_autograd_of_reference():
