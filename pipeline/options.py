@@ -27,8 +27,9 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="fp16 needs CUDA; bf16 is about 2x faster than fp32 on recent CPUs")
     g.add_argument("--batch-size", type=int, default=0,
-                   help="faces per batch (0: automatic: up to 8; on a CPU also at most the pixels of 8 crops of "
-                        "128x128 in fp32 or 4 of 256x256 in bf16, which measured fastest there)")
+                   help="faces per batch (0: automatic: on a CPU at most 8 faces and the pixels of 8 crops of "
+                        "128x128 in fp32 or 4 of 256x256 in bf16, which measured fastest there; on CUDA at most "
+                        "16 faces and what fits in half the free memory)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
     g.add_argument("--strength", default="1.0",
                    help="editing models (age, hair): scale of the edit (positive = the trained direction, as the "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.batch import batches, crop_pixels
-from pipeline.device import default_batch_pixels, resolve_precision
+from pipeline.device import Precision, default_batch_pixels, default_batch_size, resolve_precision
 from pipeline.options import add_convert_options, convert_config
 
 
@@ -62,6 +62,13 @@ def test_automatic_batches_on_a_cpu_are_limited_by_pixels():
     assert explicit.generate.batch_size == 3 and explicit.generate.batch_pixels == 0   # exactly as asked
 
 
-def test_no_pixel_limit_on_cuda():
+def test_on_cuda_the_batch_is_what_fits_in_free_memory():
     cuda = torch.device("cuda")
-    assert default_batch_pixels(cuda, resolve_precision("fp32", torch.device("cpu"))) == 0
+    half = Precision(torch.float16)
+    h200 = default_batch_pixels(cuda, half, free_bytes=130 * 10**9)
+    assert h200 // (512 * 512) == 40                                 # 16 faces cap it (default_batch_size)
+    small = default_batch_pixels(cuda, half, free_bytes=4 * 2**30)
+    assert small // (512 * 512) == 1 and small // (256 * 256) == 5
+    assert default_batch_pixels(cuda, Precision(torch.float32), free_bytes=4 * 2**30) == small // 2
+    assert default_batch_pixels(cuda, half, free_bytes=0) == 1        # never below one face
+    assert default_batch_size(cuda) == 16 and default_batch_size(torch.device("cpu")) == 8
