@@ -55,8 +55,14 @@ def group_by_shape(arrays: Sequence[np.ndarray | Tensor]) -> dict[tuple[int, ...
 
 
 def to_images(pixels: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype) -> Tensor:
-    """uint8 ``[H, W, 3]`` RGB pictures -> float ``[B, 3, H, W]`` in [-1, 1] (as ToTensor + Normalize(0.5))."""
-    t = torch.from_numpy(np.stack(pixels)).to(device, non_blocking=True)
+    """uint8 ``[H, W, 3]`` RGB pictures -> float ``[B, 3, H, W]`` in [-1, 1] (as ToTensor + Normalize(0.5)).
+
+    The uint8 batch goes to a CUDA device from pinned (page-locked) memory, so the copy is
+    asynchronous and the conversion to float runs on the device."""
+    t = torch.from_numpy(np.stack(pixels))
+    if device.type == "cuda":
+        t = t.pin_memory()
+    t = t.to(device, non_blocking=True)
     t = t.permute(0, 3, 1, 2).to(torch.float32)
     return ((t / 255.0 - 0.5) / 0.5).to(dtype)
 
