@@ -67,8 +67,13 @@ def to_images(pixels: Sequence[np.ndarray], device: torch.device, dtype: torch.d
     return ((t / 255.0 - 0.5) / 0.5).to(dtype)
 
 
-def to_pixels(img: Tensor) -> np.ndarray:
-    """float ``[B, 3, H, W]`` -> uint8 ``[B, H, W, 3]``: clamp to [-1, 1], ``floor((y + 1) * 127.5)``
-    (the official conversion truncates, it does not round)."""
+def to_pixel_tensor(img: Tensor) -> Tensor:
+    """float ``[B, 3, H, W]`` -> uint8 ``[B, H, W, 3]`` on the same device: clamp to [-1, 1],
+    ``floor((y + 1) * 127.5)`` (the official conversion truncates, it does not round)."""
     y = ((img.float().clamp(-1, 1) + 1) * 127.5).floor().to(torch.uint8)
-    return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
+def to_pixels(img: Tensor) -> np.ndarray:
+    """:func:`to_pixel_tensor`, as a NumPy array in host memory."""
+    return to_pixel_tensor(img).cpu().numpy()

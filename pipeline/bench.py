@@ -490,7 +490,7 @@ class _Run:
     def record(self, frames: Iterable[video_in.Frame]) -> Iterator[video_in.Frame]:
         for frame in frames:
             self.pts.append(frame.pts)
-            self.out_size = (frame.pixels.shape[1], frame.pixels.shape[0])
+            self.out_size = frame.size
             yield frame
 
 

@@ -187,6 +187,8 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
     video_out.check_destination(dst, cfg.video_out.overwrite)       # fail before any work
     reader = video_in.read(src, cfg.video_in)
     info = reader.info
+    if info.is_image and cfg.paste.device is not None:
+        cfg = replace(cfg, paste=replace(cfg.paste, device=None))     # a photo is written from RGB
     counter = _Counter()
     total = None if info.is_image else _expected_frames(info, cfg.video_in)
     progress.start(src.name, total)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batch import batches, crop_pixels, group_by_shape, to_pixels
+from .batch import batches, crop_pixels, group_by_shape, to_pixel_tensor, to_pixels
 from .invert import Inverted
 from .model import Latents, StyleGANEX
 
@@ -22,12 +22,15 @@ class GenerateConfig:
         strength: scale of the editing direction of editing models (age, hair); ignored otherwise.
         keyframes: ``((time_s, strength), ...)`` sorted by time: the strength ramps linearly between
             them and holds before the first and after the last (overrides ``strength``).
+        on_device: leave the crops on the model's device as uint8 tensors (for the on-device paste)
+            instead of bringing them to host memory as NumPy arrays.
     """
 
     batch_size: int = 1
     strength: float = 1.0
     keyframes: tuple[tuple[float, float], ...] = ()
     batch_pixels: int = 0
+    on_device: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -62,10 +65,11 @@ def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
 
 @dataclass(eq=False)
 class Generated:
-    """An inverted frame with one stylized crop per face: uint8 ``[4h, 4w, 3]`` RGB."""
+    """An inverted frame with one stylized crop per face: uint8 ``[4h, 4w, 3]`` RGB, a NumPy array
+    (or a tensor on the model's device with ``GenerateConfig.on_device``)."""
 
     inverted: Inverted
-    images: list[np.ndarray]
+    images: list[np.ndarray | torch.Tensor]
 
 
 def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) -> Iterator[Generated]:
@@ -73,14 +77,15 @@ def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) 
         for batch in batches(items, cfg.batch_size, lambda r: len(r.latents), budget=cfg.batch_pixels,
                              weight=lambda r: crop_pixels(r.located.faces)):
             lats = [lat for rec in batch for lat in rec.latents]
-            images: list[np.ndarray | None] = [None] * len(lats)
+            images: list[np.ndarray | torch.Tensor | None] = [None] * len(lats)
             times = [rec.located.frame.time for rec in batch for _ in rec.latents]
             scales = torch.tensor([cfg.strength_at(t) for t in times])
             for _, idx in group_by_shape([lat.feature[0] for lat in lats]).items():
                 scale = scales[idx] if cfg.keyframes else cfg.strength
                 y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=scale)
-                for j, pixels in zip(idx, to_pixels(y), strict=True):
-                    images[j] = pixels
+                crops = to_pixel_tensor(y) if cfg.on_device else to_pixels(y)
+                for j, crop in zip(idx, crops, strict=True):
+                    images[j] = crop
             k = 0
             for rec in batch:
                 n = len(rec.latents)

@@ -154,16 +154,20 @@ def convert_config(args: argparse.Namespace, device: object, precision: Precisio
         strength, keyframes = parse_strength(args.strength)
         smooth = SmoothConfig(filter=args.smooth_filter, strength=parse_group_strength(args.smooth_strength),
                               window=args.smooth_window)
+        video_out = VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                                   overwrite=args.overwrite, keep_audio=not args.no_audio)
+        # On CUDA the paste and the RGB -> YUV 4:2:0 conversion run on the GPU (see pipeline.paste)
+        paste_device = (str(device) if getattr(device, "type", None) == "cuda" and args.output_mode == "full"
+                        and video_out.pixel_format == "yuv420p" else None)
         return ConvertConfig(
             video_in=VideoInConfig(start=args.start, end=args.end),
             face=FaceConfig(faces=args.face, detect_every=args.detect_every),
             invert=InvertConfig(batch_size=batch, style_code=args.style_code, batch_pixels=pixels),
             smooth=smooth,
-            generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels),
-            paste=PasteConfig(mode=args.output_mode, feather=args.feather),
-            video_out=VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                                     overwrite=args.overwrite, keep_audio=not args.no_audio),
-            no_face=args.no_face, drop_lost=args.drop_lost, precision=precision)
+            generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels,
+                                    on_device=paste_device is not None),
+            paste=PasteConfig(mode=args.output_mode, feather=args.feather, device=paste_device),
+            video_out=video_out, no_face=args.no_face, drop_lost=args.drop_lost, precision=precision)
     except ValueError as e:
         raise UsageError(str(e)) from e
 

@@ -6,6 +6,14 @@
 * ``crop``: the stylized crop itself (4x the crop, as the official script writes). Frames where the
   face is lost show the last window of the original frame, scaled to the same size; frames before
   the first face are dropped (the output must have one size).
+
+``PasteConfig.device`` (full mode; set on CUDA for 4:2:0 output) does the paste where the
+stylized crops are, with PyTorch: the frame goes up once, the crops never come down, the blend and
+the RGB -> YUV 4:2:0 conversion run there, and only the planes come back (1.5 bytes per pixel), so
+the CPU is left with entropy coding. Every frame, with a face or without, takes that path, so the
+whole clip has one colour conversion. Same geometry and blend formula as the NumPy path; the
+resampling is PyTorch's (area when shrinking, bilinear when enlarging), within a code value or two
+of OpenCV's.
 """
 from __future__ import annotations
 
@@ -16,10 +24,13 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .align import CropParams, crop_window
 from .generate import Generated
 from .video_in import Frame
+from .yuv import rgb_to_yuv420
 
 log = logging.getLogger(__name__)
 MODES = ("full", "crop")
@@ -27,10 +38,13 @@ MODES = ("full", "crop")
 
 @dataclass(frozen=True)
 class PasteConfig:
-    """``feather``: width of the soft edge as a fraction of the window's shorter side."""
+    """``feather``: width of the soft edge as a fraction of the window's shorter side. ``device``: a
+    torch device to paste on and to convert to YUV 4:2:0 there (full mode only; None: NumPy on the
+    host, RGB out)."""
 
     mode: str = "full"
     feather: float = 0.08
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -80,8 +94,54 @@ def paste_face(pixels: np.ndarray, stylized: np.ndarray, crop: CropParams, feath
     pixels[y0:y1, x0:x1] = np.rint(region + (patch.astype(np.float32) - region) * mask).astype(np.uint8)
 
 
+def paste_face_tensor(pixels: torch.Tensor, stylized: torch.Tensor, crop: CropParams, feather: float) -> None:
+    """:func:`paste_face` on tensors (any device): uint8 ``[H, W, 3]`` ``pixels`` (modified in place)
+    and uint8 ``[4h, 4w, 3]`` ``stylized``."""
+    x0, y0, x1, y1 = _window(crop)
+    w, h = x1 - x0, y1 - y0
+    if w <= 0 or h <= 0:
+        return
+    src = stylized.to(pixels.device).permute(2, 0, 1)[None].to(torch.float32)         # [1, 3, 4h, 4w]
+    if w < stylized.shape[1]:
+        patch = F.interpolate(src, size=(h, w), mode="area")
+    else:
+        patch = F.interpolate(src, size=(h, w), mode="bilinear", align_corners=False)
+    patch = patch[0].permute(1, 2, 0).clamp(0, 255)                                   # [h, w, 3]
+    soft = (x0 > 0, y0 > 0, x1 < crop.frame_w, y1 < crop.frame_h)
+    width = int(round(feather * min(h, w)))
+    wx = torch.from_numpy(_ramp(w, width, soft[0], soft[2])).to(pixels.device)
+    wy = torch.from_numpy(_ramp(h, width, soft[1], soft[3])).to(pixels.device)
+    mask = (wy[:, None] * wx[None, :])[:, :, None]
+    region = pixels[y0:y1, x0:x1].to(torch.float32)
+    pixels[y0:y1, x0:x1] = torch.round(region + (patch - region) * mask).to(torch.uint8)
+
+
+def _paste_on_device(frame: Frame, faces: list, images: list, cfg: PasteConfig, device: torch.device) -> Frame:
+    """One output frame as YUV planes, pasted and converted on ``device``."""
+    pixels = torch.from_numpy(frame.pixels)
+    if device.type == "cuda":
+        pixels = pixels.pin_memory()
+    pixels = pixels.to(device, non_blocking=True)
+    for face, image in zip(faces, images, strict=True):
+        image = image if isinstance(image, torch.Tensor) else torch.from_numpy(image)
+        paste_face_tensor(pixels, image, face.crop, cfg.feather)
+    y, u, v = (p.cpu().numpy() for p in rgb_to_yuv420(pixels))
+    return Frame(frame.index, frame.pts, frame.time, None, yuv=(y, u, v))
+
+
+def _host(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    return image.cpu().numpy() if isinstance(image, torch.Tensor) else image
+
+
 def paste(items: Iterable[Generated], cfg: PasteConfig) -> Iterator[Frame]:
     """Output frames (same index, pts and time as the source frames)."""
+    if cfg.device is not None and cfg.mode == "full":
+        device = torch.device(cfg.device)
+        with torch.inference_mode():
+            for rec in items:
+                located = rec.inverted.located
+                yield _paste_on_device(located.frame, located.faces, rec.images, cfg, device)
+        return
     last_crop: CropParams | None = None
     out_size: tuple[int, int] | None = None
     dropped = 0
@@ -94,11 +154,11 @@ def paste(items: Iterable[Generated], cfg: PasteConfig) -> Iterator[Frame]:
                 continue
             pixels = frame.pixels.copy()
             for face, image in zip(faces, rec.images, strict=True):
-                paste_face(pixels, image, face.crop, cfg.feather)
+                paste_face(pixels, _host(image), face.crop, cfg.feather)
             yield Frame(frame.index, frame.pts, frame.time, pixels)
             continue
         if faces:
-            last_crop, image = faces[0].crop, rec.images[0]
+            last_crop, image = faces[0].crop, _host(rec.images[0])
             out_size = (image.shape[1], image.shape[0])
         elif last_crop is not None:
             x0, y0, x1, y1 = _window(last_crop)

@@ -86,13 +86,22 @@ class Frame:
     index: 0-based position among the frames read (after trimming).
     pts: the source timestamp, in ``info.time_base`` (kept so VFR survives to video_out).
     time: seconds from the start of the clip.
-    pixels: [H, W, 3] uint8 RGB, already turned upright.
+    pixels: [H, W, 3] uint8 RGB, already turned upright; None when the frame comes as ``yuv``.
+    yuv: output frames of the on-device paste: BT.709 limited-range 4:2:0 planes ``y`` [H, W],
+        ``u``, ``v`` [ceil(H/2), ceil(W/2)] (uint8), made where the pixels were; else None.
     """
 
     index: int
     pts: int
     time: float
-    pixels: np.ndarray
+    pixels: np.ndarray | None
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        h, w = (self.pixels if self.pixels is not None else self.yuv[0]).shape[:2]
+        return w, h
 
 
 @dataclass

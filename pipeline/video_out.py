@@ -24,6 +24,7 @@ Decisions:
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -133,14 +134,15 @@ class VideoOutConfig:
 
 
 class _HasPixels(Protocol):
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     pts: int
 
 
 def write(frames: Iterable[_HasPixels], dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
           *, audio_from: str | os.PathLike | None = None, start: float | None = None,
           end: float | None = None) -> Path:
-    """Write frames (anything with ``pixels`` and ``pts``) to ``dst``; a photo when ``like`` is one.
+    """Write frames (anything with ``pixels`` and ``pts``, or ``yuv`` planes and ``pts``) to ``dst``;
+    a photo when ``like`` is one (RGB frames only).
 
     The size is taken from the first frame. Raises ``OutputError`` (see :class:`VideoWriter`).
     """
@@ -150,12 +152,29 @@ def write(frames: Iterable[_HasPixels], dst: str | os.PathLike, cfg: VideoOutCon
         raise OutputError(f"{dst}: nothing to write (no frames)")
     if like.is_image:
         return write_image(dst, first.pixels, overwrite=cfg.overwrite)
-    h, w = first.pixels.shape[:2]
-    with VideoWriter(dst, cfg, like, audio_from, size=(w, h), start=start, end=end) as writer:
-        writer.write(first.pixels, first.pts)
-        for frame in it:
-            writer.write(frame.pixels, frame.pts)
+    with VideoWriter(dst, cfg, like, audio_from, size=_size(first), start=start, end=end) as writer:
+        for frame in itertools.chain([first], it):
+            yuv = getattr(frame, "yuv", None)
+            if yuv is None:
+                writer.write(frame.pixels, frame.pts)
+            else:
+                writer.write_yuv(*fit_planes(yuv, writer.frame_size), frame.pts)
     return writer.dst
+
+
+def _size(frame: _HasPixels) -> tuple[int, int]:
+    yuv = getattr(frame, "yuv", None)
+    h, w = (frame.pixels if yuv is None else yuv[0]).shape[:2]
+    return w, h
+
+
+def fit_planes(yuv: tuple[np.ndarray, np.ndarray, np.ndarray],
+               size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """4:2:0 planes of a frame cut to ``size`` (w, h): the encoded size can be a pixel smaller than
+    the frame (even sizes for H.264), as :meth:`VideoWriter.write` cuts RGB frames."""
+    w, h = size
+    y, u, v = yuv
+    return y[:h, :w], u[:(h + 1) // 2, :(w + 1) // 2], v[:(h + 1) // 2, :(w + 1) // 2]
 
 
 def write_image(dst: str | os.PathLike, pixels: np.ndarray, *, overwrite: bool = False) -> Path:

@@ -174,7 +174,8 @@ def stylize(clip: Any, model: str | StyleGANEX, **options: Any) -> Any:
     if net.arch.input_nc != 3:
         raise UsageError(f"{model} translates sketches/masks, not video frames")
     cfg = convert_config(args, device, precision)
-    cfg = replace(cfg, invert=replace(cfg.invert, batch_size=1), generate=replace(cfg.generate, batch_size=1))
+    cfg = replace(cfg, invert=replace(cfg.invert, batch_size=1),   # VapourSynth wants RGB back, frame by frame
+                  generate=replace(cfg.generate, batch_size=1, on_device=False), paste=replace(cfg.paste, device=None))
     detector = make_detector(args.detector, max_side=args.detect_max_side)
 
     core = vs.core

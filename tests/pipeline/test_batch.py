@@ -72,3 +72,21 @@ def test_on_cuda_the_batch_is_what_fits_in_free_memory():
     assert default_batch_pixels(cuda, Precision(torch.float32), free_bytes=4 * 2**30) == small // 2
     assert default_batch_pixels(cuda, half, free_bytes=0) == 1        # never below one face
     assert default_batch_size(cuda) == 16 and default_batch_size(torch.device("cpu")) == 8
+
+
+def test_cuda_pastes_on_the_device_when_the_output_is_4_2_0(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 16 * 2**30))
+    cuda = torch.device("cuda")
+
+    def cfg(*argv: str):
+        ap = argparse.ArgumentParser()
+        add_convert_options(ap)
+        return convert_config(ap.parse_args(list(argv)), cuda, Precision(torch.float16))
+
+    on = cfg()
+    assert on.paste.device == "cuda" and on.generate.on_device
+    assert on.generate.batch_size == 16 and on.generate.batch_pixels == 8 * 2**30 // 2 // (6 * 1024)
+    for argv in (["--codec", "prores"], ["--output-mode", "crop"], ["--pix-fmt", "yuv444p"]):
+        off = cfg(*argv)
+        assert off.paste.device is None and not off.generate.on_device, argv
+    assert _cfg().paste.device is None                                   # never on a CPU
