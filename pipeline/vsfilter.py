@@ -1,6 +1,7 @@
 """A VapourSynth filter: ``stylize(clip, model=..., **options)`` -> a clip of the same length, frame
-rate, size and format family, with the faces stylized exactly as ``facestyle convert`` (full output
-mode) would stylize them with the same options::
+rate, size and format family, with the faces stylized exactly as ``facestyle convert --batch-size 1``
+(full output mode) would stylize them with the same options (convert's automatic CPU batches differ
+by at most a code value now and then)::
 
     import vapoursynth as vs
     from pipeline.vsfilter import stylize

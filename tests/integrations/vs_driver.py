@@ -66,8 +66,10 @@ def main() -> None:
     exec(source, scope)                                          # the same source the vspipe script uses
     clip = scope["clip"]
 
-    # facestyle convert, lossless RGB out
-    args = parse_options({"model": model_path, **options, "codec": "ffv1", "pix_fmt": "bgr0"}, job=False)
+    # facestyle convert, lossless RGB out, one face per batch as the filter renders (the automatic
+    # CPU batches of up to 8 take other oneDNN kernels: within one code value, not bit-exact)
+    args = parse_options({"model": model_path, **options, "codec": "ffv1", "pix_fmt": "bgr0", "batch_size": 1},
+                         job=False)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     model = load_model(model_path, device=device, dtype=precision.params)
