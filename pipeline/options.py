@@ -31,6 +31,9 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                         "128x128 in fp32 or 4 of 256x256 in bf16, which measured fastest there; on CUDA at most "
                         "16 faces and what fits in half the free memory)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
+    g.add_argument("--hwaccel", default=None, metavar="TYPE",
+                   help="decode with this FFmpeg hardware device type (cuda, vaapi, videotoolbox, ...); "
+                        "falls back to software decoding with a warning when it cannot start")
     g.add_argument("--strength", default="1.0",
                    help="editing models (age, hair): scale of the edit (positive = the trained direction, as the "
                         "official video script; negative reverses it), or keyframes seconds:strength,... for a "
@@ -160,7 +163,7 @@ def convert_config(args: argparse.Namespace, device: object, precision: Precisio
         paste_device = (str(device) if getattr(device, "type", None) == "cuda" and args.output_mode == "full"
                         and video_out.pixel_format == "yuv420p" else None)
         return ConvertConfig(
-            video_in=VideoInConfig(start=args.start, end=args.end),
+            video_in=VideoInConfig(start=args.start, end=args.end, hwaccel=args.hwaccel),
             face=FaceConfig(faces=args.face, detect_every=args.detect_every),
             invert=InvertConfig(batch_size=batch, style_code=args.style_code, batch_pixels=pixels),
             smooth=smooth,

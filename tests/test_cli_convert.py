@@ -83,6 +83,15 @@ def test_convert_real_face_clip_full_and_crop(tmp_path, tiny, media_dir):
     assert (n, audio) == (4, 1) and w % 32 == 0 and h % 32 == 0 and w > streams(src)[1][0]
 
 
+def test_hardware_decoding_that_cannot_start_falls_back_to_software(tmp_path, tiny, media_dir):
+    src = face_clip(media_dir / "ILip77SbmOE.png", tmp_path / "face.mp4", frames=3)
+    out = tmp_path / "out.mp4"
+    proc = run("convert", src, "--model", tiny, "-o", out, "--hwaccel", "nosuchdevice", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "hwaccel 'nosuchdevice' is not available here; decoding in software" in proc.stderr
+    assert streams(out) == (3, streams(src)[1], 1)
+
+
 def test_convert_photo_and_folder(tmp_path, tiny, media_dir):
     out = tmp_path / "portrait.png"
     proc = run("convert", media_dir / "540.jpg", "--model", tiny, "-o", out, "-q")
