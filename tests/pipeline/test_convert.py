@@ -6,6 +6,7 @@ on tiny synthetic clips; tests with real faces use ../shared/media and the dlib 
 from __future__ import annotations
 
 import threading
+import time
 from fractions import Fraction
 
 import av
@@ -111,6 +112,39 @@ def test_an_error_while_finding_faces_ends_the_conversion_cleanly(tmp_path, mode
         convert_file(src, tmp_path / "out.mp4", model, det, ConvertConfig())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
     assert not any(t.name.startswith(("facestyle:find-faces", "video_in:")) for t in threading.enumerate())
+
+
+class StopAt:
+    """A progress sink that raises on the n-th written frame (as a cancelled service job does)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def start(self, name: str, total: int | None) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        self.seen += n
+        if self.seen == self.n:
+            raise KeyboardInterrupt
+
+    def finish(self, **summary: object) -> None:
+        pass
+
+
+def test_an_error_in_the_main_thread_also_stops_face_finding(tmp_path, model):
+    src = make_clip(tmp_path / "in.mp4", frames=30, size=(96, 80))
+    det = StubDetector(synthetic_face(48, 36, 40))
+    try:
+        convert_file(src, tmp_path / "out.mp4", model, det, ConvertConfig(), progress=StopAt(3))
+    except KeyboardInterrupt:
+        pass                                     # handled and dropped, as the CLI and the service do
+    deadline = time.monotonic() + 5
+    while any(t.name == "facestyle:find-faces" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name.startswith(("facestyle:find-faces", "video_in:")) for t in threading.enumerate())
+    assert det.calls < 30                        # it stopped, it did not run to the end of the clip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
 def test_paste_on_the_device_gives_the_same_video(tmp_path, model):
