@@ -144,8 +144,8 @@ def locate_faces(frames: Iterable[video_in.Frame], size: tuple[int, int], fps: f
     ``ahead > 0`` runs this in its own thread, up to ``ahead`` frames ahead of the caller (who
     must then not touch ``frames`` or ``detector`` until the iterator is exhausted or closed).
     """
-    located: Iterator = locate.locate(frames, detector, cfg.face, size, float(fps or 25),
-                                      aligned_every_frame=cfg.invert.style_code != "first-frame")
+    aligned_every = 0 if cfg.invert.style_code == "first-frame" else cfg.invert.code_every
+    located: Iterator = locate.locate(frames, detector, cfg.face, size, float(fps or 25), aligned_every=aligned_every)
     if cfg.drop_lost:
         located = (rec for rec in located if rec.faces)
     return run_ahead(located, ahead, "facestyle:find-faces") if ahead else located

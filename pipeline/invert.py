@@ -5,6 +5,11 @@
       video behaviour);
     * ``per-frame``: every frame's own aligned face (follows expressions, flickers unless smoothed);
     * ``smoothed``: per-frame codes here, filtered over time by the smooth stage.
+
+  In the two per-frame modes ``code_every = N`` runs the codes pass on a track's first frame and
+  on every N-th frame only (face finding cuts the aligned face just there), and holds the last
+  codes in between; the smooth stage then filters the steps. The codes pass at 256x256 costs more
+  than the whole generator at a 128x128 crop, so N = 2 or 3 is the main speed-up of these modes.
 * :func:`features`: the first-layer and skip features of the frame crop ``x1``, paired with the
   (possibly smoothed) codes (``Coded -> Inverted``). Only what the output depends on runs (stem and
   IR-SE units 0-20).
@@ -37,11 +42,14 @@ class InvertConfig:
         batch_pixels: also at most this many ``x1`` crop pixels per features call (0: no limit); big
             crops batch worse on a CPU (see :func:`pipeline.device.default_batch_pixels`).
         style_code: one of ``STYLE_CODES``.
+        code_every: per-frame modes: fresh codes on every N-th frame (and a track's first), held
+            in between (see the module docstring).
     """
 
     batch_size: int = 1
     style_code: str = "smoothed"
     batch_pixels: int = 0
+    code_every: int = 1
 
     def __post_init__(self) -> None:
         if self.style_code not in STYLE_CODES:
@@ -50,6 +58,8 @@ class InvertConfig:
             raise ValueError("batch size must be >= 1")
         if self.batch_pixels < 0:
             raise ValueError("batch pixels must be >= 0")
+        if self.code_every < 1:
+            raise ValueError("code_every must be >= 1")
 
 
 @dataclass(eq=False)
@@ -71,23 +81,25 @@ class Inverted:
 def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Coded]:
     """W+ codes of every face (see the module docstring for the style-code modes)."""
     device, dtype = model.latent_avg.device, model.latent_avg.dtype
-    track_codes: dict[int, Tensor] = {}
+    latest: dict[int, Tensor] = {}          # track -> its codes as of the face being handed on
     with torch.inference_mode():
         for batch in batches(items, cfg.batch_size, lambda r: len(r.faces)):
             faces = [f for rec in batch for f in rec.faces]
             fresh = [i for i, f in enumerate(faces) if f.aligned is not None
-                     and (cfg.style_code != "first-frame" or f.track_id not in track_codes)]
+                     and (cfg.style_code != "first-frame" or f.track_id not in latest)]
             found: dict[int, Tensor] = {}
             if fresh:
                 w = model.codes(to_images([faces[i].aligned for i in fresh], device, dtype))
-                for j, i in enumerate(fresh):
-                    found[i] = w[j:j + 1]
-                    track_codes.setdefault(faces[i].track_id, w[j:j + 1])
+                found = {i: w[j:j + 1] for j, i in enumerate(fresh)}
+            held = []
+            for i, face in enumerate(faces):      # in frame order: a face holds its track's last codes
+                if i in found:
+                    latest[face.track_id] = found[i]
+                held.append(latest[face.track_id])
             k = 0
             for rec in batch:
                 n = len(rec.faces)
-                yield Coded(rec, [found[i] if i in found else track_codes[faces[i].track_id]
-                                  for i in range(k, k + n)])
+                yield Coded(rec, held[k:k + n])
                 k += n
 
 

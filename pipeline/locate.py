@@ -71,7 +71,7 @@ class Located:
 
 
 def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_size: tuple[int, int],
-           fps: float, aligned_every_frame: bool = True) -> Iterator[Located]:
+           fps: float, aligned_every: int = 1) -> Iterator[Located]:
     """Detect, track and crop.
 
     Args:
@@ -80,8 +80,9 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
         cfg: options.
         frame_size: ``(width, height)`` of the frames.
         fps: nominal frame rate (the tracker uses frame times when available).
-        aligned_every_frame: cut the aligned ``x2`` face on every frame (per-frame style codes);
-            otherwise only on a track's first frame (the official first-frame behaviour).
+        aligned_every: cut the aligned ``x2`` face on a track's first frame and on every frame whose
+            index is a multiple of this (1: every frame, for per-frame style codes); 0: on a track's
+            first frame only (the official first-frame behaviour).
     """
     width, height = frame_size
     tracker = FaceTracker(height, width, TrackerConfig(mode=cfg.faces, padding=cfg.padding, fps=fps or 25.0))
@@ -94,7 +95,7 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
                 continue
             pixels = apply_crop(frame.pixels, track.crop)
             aligned = None
-            if aligned_every_frame or track.track_id not in seen:
+            if track.track_id not in seen or (aligned_every and frame.index % aligned_every == 0):
                 aligned = align_face(frame.pixels, track.landmarks)
                 seen.add(track.track_id)
             crops.append(FaceCrop(track.track_id, track.crop, track.landmarks, pixels, aligned))

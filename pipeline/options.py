@@ -41,6 +41,9 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--style-code", default="smoothed", choices=["first-frame", "per-frame", "smoothed"],
                    help="style codes from the first frame's aligned face (official, frozen), from every frame "
                         "(follows the face, flickers), or from every frame smoothed over time")
+    g.add_argument("--code-every", type=int, default=1, metavar="N",
+                   help="per-frame and smoothed codes: run the codes pass on every N-th frame only and hold the "
+                        "codes in between (the smoothing filters the steps); 2 or 3 saves most of its cost")
     g.add_argument("--smooth-filter", default="gaussian", choices=["gaussian", "ema", "one-euro"],
                    help="smoothed codes: centred window (latency = window), causal average, or adaptive One-Euro")
     g.add_argument("--smooth-strength", default="1",
@@ -165,7 +168,8 @@ def convert_config(args: argparse.Namespace, device: object, precision: Precisio
         return ConvertConfig(
             video_in=VideoInConfig(start=args.start, end=args.end, hwaccel=args.hwaccel),
             face=FaceConfig(faces=args.face, detect_every=args.detect_every),
-            invert=InvertConfig(batch_size=batch, style_code=args.style_code, batch_pixels=pixels),
+            invert=InvertConfig(batch_size=batch, style_code=args.style_code, batch_pixels=pixels,
+                                code_every=args.code_every),
             smooth=smooth,
             generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels,
                                     on_device=paste_device is not None),

@@ -90,3 +90,11 @@ def test_cuda_pastes_on_the_device_when_the_output_is_4_2_0(monkeypatch):
         off = cfg(*argv)
         assert off.paste.device is None and not off.generate.on_device, argv
     assert _cfg().paste.device is None                                   # never on a CPU
+
+
+def test_code_every_must_be_positive():
+    from pipeline.errors import UsageError
+
+    assert _cfg("--code-every", "3").invert.code_every == 3
+    with pytest.raises(UsageError, match="code_every"):
+        _cfg("--code-every", "0")

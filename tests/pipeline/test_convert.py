@@ -12,6 +12,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+import torch
 
 from pipeline import InputError, NoFaceError, OutputError, build_model, make_random_checkpoint
 from pipeline.convert import ConvertConfig, convert_file
@@ -178,6 +179,41 @@ def test_paste_on_the_device_gives_the_same_video(tmp_path, model):
         # measured 46.9-47.5 dB with a face; 37.4 dB on the face-less frame (its sharp synthetic
         # edges meet two different 4:2:0 chroma filters: swscale's and the 2x2 mean)
         assert err.mean() < 1.0 and psnr > 35, (err.mean(), psnr)
+
+
+@pytest.mark.parametrize("style_code", ["per-frame", "smoothed"])
+def test_code_every_runs_the_codes_pass_on_key_frames_and_holds_between(tmp_path, model, style_code):
+    from pipeline.convert import locate_faces, plan
+    from pipeline.invert import InvertConfig
+    from pipeline.smooth import SmoothConfig
+    from pipeline.video_in import VideoInConfig, read
+
+    src = make_clip(tmp_path / "in.mp4", frames=8, size=(96, 80))
+    # (the test clip's frames differ so much that shot detection would cut between all of them)
+    cfg = ConvertConfig(invert=InvertConfig(batch_size=2, style_code=style_code, code_every=3),
+                        smooth=SmoothConfig(shot_threshold=1.0))
+    seen = []
+    real_codes = model.codes
+
+    def counting_codes(x2):
+        seen.append(x2.shape[0])
+        return real_codes(x2)
+
+    with read(src, VideoInConfig()) as frames:
+        located = list(locate_faces(frames, (96, 80), 10, StubDetector(synthetic_face(48, 36, 40)), cfg))
+    assert [rec.faces[0].aligned is not None for rec in located] == [i % 3 == 0 for i in range(8)]
+    model.codes = counting_codes
+    try:
+        coded = list(plan(iter(located), 10, model, cfg))
+    finally:
+        del model.codes
+    assert sum(seen) == 3                                           # frames 0, 3 and 6
+    codes = [rec.codes[0] for rec in coded]
+    if style_code == "per-frame":                                   # held exactly between key frames
+        assert all(torch.equal(codes[i], codes[i - i % 3]) for i in range(8))
+        assert not torch.equal(codes[0], codes[3])
+    else:                                                           # the smoothing spreads the steps
+        assert all(not torch.equal(codes[i], codes[i + 1]) for i in range(7))
 
 
 def test_paste_touches_only_the_crop_window(tmp_path, model):
