@@ -119,7 +119,10 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             wsq = w.square().sum(dim=(2, 3))                                # [C_out, C_in]
             demod = torch.rsqrt(s.square() @ wsq.t() + 1e-8)                # [B, C_out]
-            out = out * demod[:, :, None, None]
+            demod = demod[:, :, None, None].to(out.dtype)
+            # a fresh conv output: scale it in place in fp32 (bf16 in-place ops are slower on a CPU)
+            in_place = out.dtype == torch.float32 and not (torch.is_grad_enabled() and out.requires_grad)
+            out = out.mul_(demod) if in_place else out * demod
         return out
 
     def _conv(self, x: Tensor, w: Tensor) -> Tensor:
