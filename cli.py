@@ -19,9 +19,9 @@ from collections.abc import Sequence
 # Set here, in the entry point, before torch is imported; an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pipeline.cpu_allocator import keep_freed_memory
 from pipeline.options import add_convert_options, convert_config, option_names
-from pipeline.serve.commands import add_commands as add_service_commands
+from pipeline.runtime.cpu_allocator import keep_freed_memory
+from pipeline.service.commands import add_commands as add_service_commands
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -62,12 +62,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.convert import convert_file, convert_folder, default_output
-    from pipeline.detect import make_detector
-    from pipeline.device import resolve_device, resolve_precision
     from pipeline.errors import InputError, UsageError
+    from pipeline.face.detect import make_detector
     from pipeline.model import load_model
+    from pipeline.model.registry import resolve_model
     from pipeline.progress import make_progress
-    from pipeline.registry import resolve_model
+    from pipeline.runtime.device import resolve_device, resolve_precision
 
     if args.model is None:
         raise UsageError("no model given: use --model NAME|PATH (see 'facestyle models')")
@@ -119,12 +119,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.convert import convert_file
-    from pipeline.detect import make_detector
-    from pipeline.device import resolve_device, resolve_precision
+    from pipeline.daemon.watch import WatchConfig, WatchDaemon
     from pipeline.errors import UsageError
+    from pipeline.face.detect import make_detector
     from pipeline.model import load_model
-    from pipeline.registry import resolve_model
-    from pipeline.watch import WatchConfig, WatchDaemon
+    from pipeline.model.registry import resolve_model
+    from pipeline.runtime.device import resolve_device, resolve_precision
 
     level = args.watch_log_level or ("info" if args.log_level == "warning" else args.log_level)
     logging.getLogger().setLevel(getattr(logging, level.upper()))
@@ -161,8 +161,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pipeline.daemon.journal import Journal, format_jobs
     from pipeline.errors import UsageError
-    from pipeline.journal import Journal, format_jobs
 
     if (args.outbox is None) == (args.state is None):
         raise UsageError("give the outbox (OUTBOX) or the state folder (--state DIR), one of them")
@@ -226,7 +226,7 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from pipeline.registry import format_model_table, list_models
+    from pipeline.model.registry import format_model_table, list_models
 
     statuses = list_models()
     if args.json:
@@ -238,7 +238,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_metrics_flicker(args: argparse.Namespace) -> int:
-    from pipeline.metrics import flicker
+    from pipeline.tools.metrics import flicker
 
     report = flicker(args.input, args.output, max_frames=args.max_frames, flow_size=args.flow_size)
     print(json.dumps(report.as_dict()) if args.json else report.as_table())
@@ -251,14 +251,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from pipeline.bench import run_bench
-    from pipeline.detect import make_detector
-    from pipeline.device import resolve_device, resolve_precision
     from pipeline.errors import UsageError
+    from pipeline.face.detect import make_detector
     from pipeline.model import load_model
     from pipeline.model.checkpoint import build_model
     from pipeline.model.random_checkpoint import make_random_checkpoint
-    from pipeline.registry import resolve_model
+    from pipeline.model.registry import resolve_model
+    from pipeline.runtime.device import resolve_device, resolve_precision
+    from pipeline.tools.bench import run_bench
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)

@@ -9,9 +9,9 @@ build cache (default ``~/.cache/facestyle/kernels``). Details in ``kernels/_buil
 
 from __future__ import annotations
 
-from ._build import KernelBuildError, status
-from .bias_act import ACTIVATIONS, Activation, bias_act, fused_leaky_relu, fused_leaky_relu_
-from .upfirdn2d import upfirdn2d
+from kernels._build import KernelBuildError, status
+from kernels.bias_act import ACTIVATIONS, Activation, bias_act, fused_leaky_relu, fused_leaky_relu_
+from kernels.upfirdn2d import upfirdn2d
 
 
 def cuda_status(build: bool = False) -> str:

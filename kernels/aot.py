@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._build import CSRC, compiled_sources
+from kernels._build import CSRC, compiled_sources
 
 
 def cuda_extensions(root: str | os.PathLike[str] | None = None) -> list:

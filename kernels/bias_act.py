@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from ._build import load_extension, select_impl
+from kernels._build import load_extension, select_impl
 
 SQRT2 = math.sqrt(2.0)
 

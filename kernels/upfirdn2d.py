@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import FunctionCtx
 
-from ._build import load_extension, select_impl
+from kernels._build import load_extension, select_impl
 
 IntPair = int | tuple[int, int]
 Pad = tuple[int, int] | tuple[int, int, int, int]

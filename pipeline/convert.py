@@ -1,7 +1,7 @@
 """The main job: a clip (or photo, or a folder of them) in, a finished stylized file out.
 
     frames    = video_in.read(src, cfg.video_in)
-    located   = locate.locate(frames, detector, cfg.face, ...)
+    located   = detect_crop.locate(frames, detector, cfg.face, ...)
     coded     = invert.codes(located, model, cfg.invert)        # W+ codes from the aligned face
     smoothed  = smooth.smooth(coded, cfg.smooth)                # style code mode "smoothed"
     inverted  = invert.features(smoothed, model, cfg.invert)    # x1 features
@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import generate, invert, locate, paste, smooth, video_in, video_out
-from .detect import Detector
-from .device import Precision
-from .errors import FacestyleError, InputError, NoFaceError, OutputError
-from .media_info import is_image_path
-from .model import StyleGANEX
-from .progress import NullProgress, Progress
-from .queues import run_ahead
+from pipeline.errors import FacestyleError, InputError, NoFaceError, OutputError
+from pipeline.face.detect import Detector
+from pipeline.media.media_info import is_image_path
+from pipeline.model import StyleGANEX
+from pipeline.progress import NullProgress, Progress
+from pipeline.runtime.device import Precision
+from pipeline.runtime.queues import run_ahead
+from pipeline.stages import detect_crop, generate, invert, paste, smooth, video_in, video_out
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv",
@@ -50,7 +50,7 @@ class ConvertConfig:
     """
 
     video_in: video_in.VideoInConfig = field(default_factory=video_in.VideoInConfig)
-    face: locate.FaceConfig = field(default_factory=locate.FaceConfig)
+    face: detect_crop.FaceConfig = field(default_factory=detect_crop.FaceConfig)
     invert: invert.InvertConfig = field(default_factory=invert.InvertConfig)
     smooth: smooth.SmoothConfig = field(default_factory=smooth.SmoothConfig)
     generate: generate.GenerateConfig = field(default_factory=generate.GenerateConfig)
@@ -107,7 +107,7 @@ class _Counter:
             self.frames += 1
             yield f
 
-    def count_faces(self, items: Iterable[locate.Located]) -> Iterator[locate.Located]:
+    def count_faces(self, items: Iterable[detect_crop.Located]) -> Iterator[detect_crop.Located]:
         for item in items:
             self.with_face += bool(item.faces)
             yield item
@@ -130,7 +130,7 @@ def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: St
     ``tap(name, items)`` may wrap each stage's output ("detect", "codes", "smooth", "invert",
     "generate", "paste"); the runner counts with it, the benchmark times with it. Face finding runs
     in its own thread (``FIND_FACES_AHEAD``); the taps are all called on the caller's thread. The one place that
-    composes the stages (:mod:`pipeline.vsfilter` splits the same chain into a planning and a
+    composes the stages (:mod:`pipeline.plugins.vapoursynth` splits the same chain into a planning and a
     rendering half, see :func:`plan` and :func:`render`).
     """
     located = locate_faces(frames, (info.width, info.height), info.fps, detector, cfg, ahead=FIND_FACES_AHEAD)
@@ -138,20 +138,21 @@ def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: St
 
 
 def locate_faces(frames: Iterable[video_in.Frame], size: tuple[int, int], fps: float | None, detector: Detector,
-                 cfg: ConvertConfig, ahead: int = 0) -> Iterator[locate.Located]:
+                 cfg: ConvertConfig, ahead: int = 0) -> Iterator[detect_crop.Located]:
     """Detect, track and crop, cutting the aligned face on the frames the style-code mode needs.
 
     ``ahead > 0`` runs this in its own thread, up to ``ahead`` frames ahead of the caller (who
     must then not touch ``frames`` or ``detector`` until the iterator is exhausted or closed).
     """
     aligned_every = 0 if cfg.invert.style_code == "first-frame" else cfg.invert.code_every
-    located: Iterator = locate.locate(frames, detector, cfg.face, size, float(fps or 25), aligned_every=aligned_every)
+    located: Iterator = detect_crop.locate(frames, detector, cfg.face, size, float(fps or 25),
+                                           aligned_every=aligned_every)
     if cfg.drop_lost:
         located = (rec for rec in located if rec.faces)
     return run_ahead(located, ahead, "facestyle:find-faces") if ahead else located
 
 
-def plan(located: Iterable[locate.Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,
+def plan(located: Iterable[detect_crop.Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,
          tap: Tap = _no_tap) -> Iterator[invert.Coded]:
     """The temporal half: each face's W+ codes, smoothed over time when the mode asks for it."""
     items: Iterator = tap("codes", invert.codes(located, model, cfg.invert))

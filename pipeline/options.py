@@ -12,8 +12,8 @@ import argparse
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from .device import Precision
-from .errors import UsageError
+from pipeline.errors import UsageError
+from pipeline.runtime.device import Precision
 
 # Options that describe the process rather than the job: a job (service, filter) may not set them.
 PROCESS_OPTIONS = ("threads",)
@@ -144,15 +144,15 @@ def convert_config(args: argparse.Namespace, device: object, precision: Precisio
     Raises:
         UsageError: a value the configuration rejects.
     """
-    from .convert import ConvertConfig
-    from .device import default_batch_pixels, default_batch_size
-    from .generate import GenerateConfig
-    from .invert import InvertConfig
-    from .locate import FaceConfig
-    from .paste import PasteConfig
-    from .smooth import SmoothConfig
-    from .video_in import VideoInConfig
-    from .video_out import VideoOutConfig
+    from pipeline.convert import ConvertConfig
+    from pipeline.runtime.device import default_batch_pixels, default_batch_size
+    from pipeline.stages.detect_crop import FaceConfig
+    from pipeline.stages.generate import GenerateConfig
+    from pipeline.stages.invert import InvertConfig
+    from pipeline.stages.paste import PasteConfig
+    from pipeline.stages.smooth import SmoothConfig
+    from pipeline.stages.video_in import VideoInConfig
+    from pipeline.stages.video_out import VideoOutConfig
 
     batch = args.batch_size or default_batch_size(device)
     pixels = 0 if args.batch_size else default_batch_pixels(device, precision)    # an explicit size is exact
@@ -162,7 +162,7 @@ def convert_config(args: argparse.Namespace, device: object, precision: Precisio
                               window=args.smooth_window)
         video_out = VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
                                    overwrite=args.overwrite, keep_audio=not args.no_audio)
-        # On CUDA the paste and the RGB -> YUV 4:2:0 conversion run on the GPU (see pipeline.paste)
+        # On CUDA the paste and the RGB -> YUV 4:2:0 conversion run on the GPU (see pipeline.stages.paste)
         paste_device = (str(device) if getattr(device, "type", None) == "cuda" and args.output_mode == "full"
                         and video_out.pixel_format == "yuv420p" else None)
         return ConvertConfig(
@@ -181,7 +181,7 @@ def convert_config(args: argparse.Namespace, device: object, precision: Precisio
 
 def parse_strength(text: str | float) -> tuple[float, tuple[tuple[float, float], ...]]:
     """``--strength 0.8`` or keyframes ``--strength 0:0,2:1`` (seconds:strength, linear ramp)."""
-    from .generate import parse_keyframes
+    from pipeline.stages.generate import parse_keyframes
 
     text = str(text)
     if ":" in text:

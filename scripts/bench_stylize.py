@@ -21,8 +21,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import build_model, make_random_checkpoint  # noqa: E402
-from pipeline.cpu_allocator import keep_freed_memory  # noqa: E402
-from pipeline.device import resolve_precision  # noqa: E402
+from pipeline.runtime.cpu_allocator import keep_freed_memory  # noqa: E402
+from pipeline.runtime.device import resolve_precision  # noqa: E402
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.convert import ConvertConfig, convert_file  # noqa: E402
-from pipeline.detect import make_detector  # noqa: E402
-from pipeline.invert import InvertConfig  # noqa: E402
-from pipeline.metrics import flicker  # noqa: E402
+from pipeline.face.detect import make_detector  # noqa: E402
 from pipeline.model import load_model  # noqa: E402
-from pipeline.video_in import VideoInConfig  # noqa: E402
+from pipeline.stages.invert import InvertConfig  # noqa: E402
+from pipeline.stages.video_in import VideoInConfig  # noqa: E402
+from pipeline.tools.metrics import flicker  # noqa: E402
 
 MODES = ("first-frame", "per-frame", "smoothed")
 

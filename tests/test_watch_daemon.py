@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.journal import Journal, JournalError
+from pipeline.daemon.journal import Journal, JournalError
 from tests.pipeline.clips import make_clip
 
 REPO = Path(__file__).resolve().parents[1]

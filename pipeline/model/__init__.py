@@ -1,7 +1,7 @@
 """The StyleGANEX network: architecture presets, modules and checkpoint I/O."""
-from .arch import Arch, Widths, arch_from_opts, tiny
-from .checkpoint import build_model, load_model, read_checkpoint
-from .styleganex import Latents, StyleGANEX
+from pipeline.model.arch import Arch, Widths, arch_from_opts, tiny
+from pipeline.model.checkpoint import build_model, load_model, read_checkpoint
+from pipeline.model.styleganex import Latents, StyleGANEX
 
 __all__ = ["Arch", "Latents", "StyleGANEX", "Widths", "arch_from_opts", "build_model", "load_model",
            "read_checkpoint", "tiny"]

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError
-from .arch import N_STYLES, Arch, arch_from_opts
-from .styleganex import StyleGANEX
+from pipeline.errors import CheckpointError
+from pipeline.model.arch import N_STYLES, Arch, arch_from_opts
+from pipeline.model.styleganex import StyleGANEX
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arch import OFFICIAL_WIDTHS, arch_from_opts
-from .checkpoint import split_checkpoint
+from pipeline.model.arch import OFFICIAL_WIDTHS, arch_from_opts
+from pipeline.model.checkpoint import split_checkpoint
 
 
 def describe_checkpoint(ckpt: dict[str, Any], name: str = "checkpoint") -> dict[str, Any]:

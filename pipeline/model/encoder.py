@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .arch import C1, C2, C3, C21, C22, C128, UNITS_PER_STAGE, Arch
-from .layers import EqualLinear
+from pipeline.model.arch import C1, C2, C3, C21, C22, C128, UNITS_PER_STAGE, Arch
+from pipeline.model.layers import EqualLinear
 
 
 class SEModule(nn.Module):

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .arch import CONV1_DILATION, LOG_SIZE, N_STYLES, Arch, conv_dilation, up_dilation
-from .encoder import FusionLayer
-from .layers import EqualLinear, StyledConv, ToRGB
+from pipeline.model.arch import CONV1_DILATION, LOG_SIZE, N_STYLES, Arch, conv_dilation, up_dilation
+from pipeline.model.encoder import FusionLayer
+from pipeline.model.layers import EqualLinear, StyledConv, ToRGB
 
 
 class PixelNorm(nn.Module):

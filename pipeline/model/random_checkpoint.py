@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..atomic import atomic_output, reason
-from ..errors import OutputError
-from .arch import OFFICIAL_WIDTHS, TINY_WIDTHS, Arch, arch_from_opts, widths_to_opts
-from .layers import BLUR_3X3, BLUR_4X4
-from .styleganex import StyleGANEX
+from pipeline.errors import OutputError
+from pipeline.media.atomic import atomic_output, reason
+from pipeline.model.arch import OFFICIAL_WIDTHS, TINY_WIDTHS, Arch, arch_from_opts, widths_to_opts
+from pipeline.model.layers import BLUR_3X3, BLUR_4X4
+from pipeline.model.styleganex import StyleGANEX
 
 # Options of the released model families (spec 2.2 / 2.3); every file also gets _COMMON.
 _COMMON: dict[str, Any] = {
@@ -173,7 +173,7 @@ def make_random_checkpoint(preset: str, seed: int = 0) -> dict[str, Any]:
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
-    """``torch.save`` ``ckpt`` to ``path`` atomically (see :mod:`pipeline.atomic`): under a hidden
+    """``torch.save`` ``ckpt`` to ``path`` atomically (see :mod:`pipeline.media.atomic`): under a hidden
     temporary name in the same folder, renamed into place when complete.
 
     Raises:

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .arch import N_STYLES, Arch
-from .encoder import Encoder
-from .generator import Generator
+from pipeline.model.arch import N_STYLES, Arch
+from pipeline.model.encoder import Encoder
+from pipeline.model.generator import Generator
 
 
 @dataclass

@@ -17,19 +17,19 @@ import numpy as np
 import vapoursynth as vs
 
 from pipeline.convert import convert_file
-from pipeline.detect import make_detector
-from pipeline.device import resolve_device, resolve_precision
+from pipeline.face.detect import make_detector
 from pipeline.model import load_model
 from pipeline.options import convert_config, parse_options
-from pipeline.video_in import VideoInConfig, read
-from pipeline.vsfilter import stylize
+from pipeline.plugins.vapoursynth import stylize
+from pipeline.runtime.device import resolve_device, resolve_precision
+from pipeline.stages.video_in import VideoInConfig, read
 
 SOURCE = '''
 import sys
 import numpy as np
 import vapoursynth as vs
 sys.path.insert(0, {repo!r})
-from pipeline.vsfilter import stylize
+from pipeline.plugins.vapoursynth import stylize
 frames = np.load({npz!r})
 pixels, times = frames["pixels"], frames["times"]
 blank = vs.core.std.BlankClip(width=pixels.shape[2], height=pixels.shape[1], format=vs.RGB24,

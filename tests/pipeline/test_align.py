@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import align
-from pipeline.align import (
+from pipeline.errors import InputError, NoFaceError
+from pipeline.face import align
+from pipeline.face.align import (
     CropParams,
     align_face,
     align_quad,
@@ -22,7 +23,6 @@ from pipeline.align import (
     frame_to_aligned,
     frame_to_crop,
 )
-from pipeline.errors import InputError, NoFaceError
 
 # Canonical face: eye centres at (-0.5, 0) and (0.5, 0) (eye distance 1), mouth corners at (+-0.4, 1.1).
 _EYE = np.array([(-0.15, 0.0), (-0.06, -0.06), (0.06, -0.06), (0.15, 0.0), (0.06, 0.06), (-0.06, 0.06)])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import atomic_output, check_destination, commit, output_error, reason, reserve_temp
 from pipeline.errors import OutputError
+from pipeline.media.atomic import atomic_output, check_destination, commit, output_error, reason, reserve_temp
 
 
 def _names(folder: Path) -> list[str]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.batch import batches, crop_pixels
-from pipeline.device import Precision, default_batch_pixels, default_batch_size, resolve_precision
 from pipeline.options import add_convert_options, convert_config
+from pipeline.runtime.batch import batches, crop_pixels
+from pipeline.runtime.device import Precision, default_batch_pixels, default_batch_size, resolve_precision
 
 
 def _rec(*sides: int) -> list:

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from pipeline import NoFaceError, build_model, make_random_checkpoint
-from pipeline.align import crop_scale, eye_centres
-from pipeline.bench import STAGES, MovingTexture, run_bench, synthetic_face
 from pipeline.convert import ConvertConfig
 from pipeline.errors import UsageError
-from pipeline.locate import FaceConfig
-from pipeline.timing import TimedIter, count_flops, measure_peak, own_times
+from pipeline.face.align import crop_scale, eye_centres
+from pipeline.stages.detect_crop import FaceConfig
+from pipeline.tools.bench import STAGES, MovingTexture, run_bench, synthetic_face
+from pipeline.tools.timing import TimedIter, count_flops, measure_peak, own_times
 
 FRAMES = 4
 

@@ -16,10 +16,10 @@ import torch
 
 from pipeline import InputError, NoFaceError, OutputError, build_model, make_random_checkpoint
 from pipeline.convert import ConvertConfig, convert_file
-from pipeline.detect import Face
-from pipeline.locate import FaceConfig
-from pipeline.paste import PasteConfig
-from pipeline.video_out import VideoOutConfig
+from pipeline.face.detect import Face
+from pipeline.stages.detect_crop import FaceConfig
+from pipeline.stages.paste import PasteConfig
+from pipeline.stages.video_out import VideoOutConfig
 
 from .clips import audio_span, make_clip
 
@@ -151,7 +151,7 @@ def test_an_error_in_the_main_thread_also_stops_face_finding(tmp_path, model):
 def test_paste_on_the_device_gives_the_same_video(tmp_path, model):
     """The CUDA route (paste and YUV conversion where the crops are, planes to the encoder), run on
     the CPU: same frames, timestamps and audio as the host route, pictures within 4:2:0 rounding."""
-    from pipeline.generate import GenerateConfig
+    from pipeline.stages.generate import GenerateConfig
 
     pts = [0, 2, 3, 7, 8, 12]
     src = make_clip(tmp_path / "in.mkv", size=(96, 80), pts=pts, time_base=Fraction(1, 20), fps=10,
@@ -184,9 +184,9 @@ def test_paste_on_the_device_gives_the_same_video(tmp_path, model):
 @pytest.mark.parametrize("style_code", ["per-frame", "smoothed"])
 def test_code_every_runs_the_codes_pass_on_key_frames_and_holds_between(tmp_path, model, style_code):
     from pipeline.convert import locate_faces, plan
-    from pipeline.invert import InvertConfig
-    from pipeline.smooth import SmoothConfig
-    from pipeline.video_in import VideoInConfig, read
+    from pipeline.stages.invert import InvertConfig
+    from pipeline.stages.smooth import SmoothConfig
+    from pipeline.stages.video_in import VideoInConfig, read
 
     src = make_clip(tmp_path / "in.mp4", frames=8, size=(96, 80))
     # (the test clip's frames differ so much that shot detection would cut between all of them)
@@ -274,8 +274,8 @@ def test_existing_output_refused_before_any_work(tmp_path, model):
 
 
 def test_batched_equals_unbatched(tmp_path, model):
-    from pipeline.generate import GenerateConfig
-    from pipeline.invert import InvertConfig
+    from pipeline.stages.generate import GenerateConfig
+    from pipeline.stages.invert import InvertConfig
 
     src = make_clip(tmp_path / "in.mkv", frames=5, size=(96, 80), codec="ffv1", pix_fmt="bgr0")
     outs = []

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from pipeline.cpu_allocator import keep_freed_memory
+from pipeline.runtime.cpu_allocator import keep_freed_memory
 
 PROBE = """
 import json, resource, sys
 import torch
 import torch.nn.functional as F
-from pipeline.cpu_allocator import keep_freed_memory
+from pipeline.runtime.cpu_allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "on" else False
 torch.set_num_threads(1)
 w = torch.randn(16, 16, 3, 3) / 12

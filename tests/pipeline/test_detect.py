@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import detect
-from pipeline.align import align_face, apply_crop, crop_params, eye_centres, ffhq_quad, frame_to_aligned
-from pipeline.detect import Detector, Face, detect_one, largest_face, make_detector, pick_face
 from pipeline.errors import InputError, ModelNotAvailableError, NoFaceError
+from pipeline.face import detect
+from pipeline.face.align import align_face, apply_crop, crop_params, eye_centres, ffhq_quad, frame_to_aligned
+from pipeline.face.detect import Detector, Face, detect_one, largest_face, make_detector, pick_face
 
 
 def _face(box: tuple[float, float, float, float], score: float = 1.0) -> Face:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.journal import Journal, JournalError, format_jobs
+from pipeline.daemon.journal import Journal, JournalError, format_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_claims_are_exclusive_across_threads(tmp_path):
 
 def test_committed_changes_survive_kill_9(tmp_path):
     path = tmp_path / "j.sqlite"
-    code = ("import os, signal, sys; from pipeline.journal import Journal\n"
+    code = ("import os, signal, sys; from pipeline.daemon.journal import Journal\n"
             f"j = Journal({str(path)!r}); j.add('a'); j.add('b'); job = j.claim('w')\n"
             "j.update(job.id, output='o.mp4', progress=0.3)\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n")

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.detect import Face
 from pipeline.errors import InputError, UsageError
-from pipeline.metrics import FlickerMeter, consistent_mask, flicker, warp_backward
+from pipeline.face.detect import Face
+from pipeline.tools.metrics import FlickerMeter, consistent_mask, flicker, warp_backward
 
 W, H, N = 96, 80, 12
 BOX = (14.0, 12.0, 84.0, 72.0)  # covers the square's whole path
@@ -193,7 +193,7 @@ def test_default_detector_is_dlib(clips, monkeypatch):
         made.append((name, kw))
         return Empty()
 
-    monkeypatch.setattr("pipeline.metrics.make_detector", fake_make)
+    monkeypatch.setattr("pipeline.tools.metrics.make_detector", fake_make)
     r = flicker(clips["input"], clips["same"], max_frames=3)
     assert made == [("dlib", {"max_side": 640})]
     assert r.region == "frame" and r.pairs == 2  # no face anywhere: the whole frame

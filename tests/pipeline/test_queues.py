@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.queues import drain, put_until, run_ahead
+from pipeline.runtime.queues import drain, put_until, run_ahead
 
 
 def test_put_until_queues_when_there_is_room():

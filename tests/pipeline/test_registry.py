@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import CheckpointError, ModelNotAvailableError, make_random_checkpoint, registry, save_checkpoint
-from pipeline.registry import (
+from pipeline import CheckpointError, ModelNotAvailableError, make_random_checkpoint, save_checkpoint
+from pipeline.model import registry
+from pipeline.model.registry import (
     MODELS,
     OFFICIAL_BASE_URL,
     RegistryConfig,

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from pipeline import build_model, make_random_checkpoint
-from pipeline.align import CropParams
-from pipeline.generate import GenerateConfig, generate, parse_keyframes
-from pipeline.invert import Coded, InvertConfig, invert
-from pipeline.locate import FaceCrop, Located
-from pipeline.smooth import SmoothConfig, smooth
-from pipeline.video_in import Frame
+from pipeline.face.align import CropParams
+from pipeline.stages.detect_crop import FaceCrop, Located
+from pipeline.stages.generate import GenerateConfig, generate, parse_keyframes
+from pipeline.stages.invert import Coded, InvertConfig, invert
+from pipeline.stages.smooth import SmoothConfig, smooth
+from pipeline.stages.video_in import Frame
 
 CROP = CropParams(frame_h=8, frame_w=8, scale=1.0, h=8, w=8, top=0, bottom=8, left=0, right=8)
 
@@ -129,9 +129,9 @@ def test_smoothed_flickers_less_than_per_frame_on_a_real_clip(tmp_path, media_di
     """529_2.mp4 (a real face), first 12 frames, tiny random checkpoint: smoothing lowers the
     warping error while the output still follows the motion."""
     from pipeline.convert import ConvertConfig, convert_file
-    from pipeline.detect import make_detector
-    from pipeline.metrics import flicker
-    from pipeline.video_in import VideoInConfig
+    from pipeline.face.detect import make_detector
+    from pipeline.stages.video_in import VideoInConfig
+    from pipeline.tools.metrics import flicker
 
     model = build_model(make_random_checkpoint("tiny", 5))
     detector = make_detector("dlib", max_side=720)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.align import crop_params, eye_centres
-from pipeline.detect import Face
 from pipeline.errors import InputError, NoFaceError
-from pipeline.filters import OneEuroFilter
-from pipeline.track import FaceTracker, TrackerConfig, robust_scale
+from pipeline.face.align import crop_params, eye_centres
+from pipeline.face.detect import Face
+from pipeline.face.filters import OneEuroFilter
+from pipeline.face.track import FaceTracker, TrackerConfig, robust_scale
 from tests.pipeline.test_align import synthetic_landmarks
 
 H, W = 720, 1280

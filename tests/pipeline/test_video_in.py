@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError, UsageError
-from pipeline.media_info import Orientation
-from pipeline.video_in import DecodeReport, Frame, VideoInConfig, probe, read
+from pipeline.media.media_info import Orientation
+from pipeline.stages.video_in import DecodeReport, Frame, VideoInConfig, probe, read
 from tests.pipeline.clips import (
     frame_index,
     garble,

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import video_out
 from pipeline.errors import OutputError, UsageError
-from pipeline.video_in import VideoInConfig, probe, read
-from pipeline.video_out import VideoOutConfig, VideoWriter, check_destination, write, write_image
+from pipeline.stages import video_out
+from pipeline.stages.video_in import VideoInConfig, probe, read
+from pipeline.stages.video_out import VideoOutConfig, VideoWriter, check_destination, write, write_image
 from tests.pipeline.clips import (
     audio_span,
     frame_index,
@@ -254,8 +254,8 @@ def test_file_size_limit_is_a_real_write_error(tmp_path):
         import resource, signal, sys
         sys.path.insert(0, {str(REPO)!r})
         from pipeline.errors import OutputError, UsageError
-        from pipeline.video_in import read
-        from pipeline.video_out import VideoOutConfig, write
+        from pipeline.stages.video_in import read
+        from pipeline.stages.video_out import VideoOutConfig, write
         frames = read({str(tmp_path / "in.mkv")!r})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

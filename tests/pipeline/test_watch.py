@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import atomic_output
 from pipeline.convert import ConvertResult
+from pipeline.daemon.inbox import FolderInUse, InboxWatcher, Settler, free_name, is_candidate, remove_stale_partials
+from pipeline.daemon.journal import Journal
+from pipeline.daemon.sdnotify import Notifier
+from pipeline.daemon.watch import WatchConfig, WatchDaemon, WatchError
 from pipeline.errors import InputError
-from pipeline.inbox import FolderInUse, InboxWatcher, Settler, free_name, is_candidate, remove_stale_partials
-from pipeline.journal import Journal
-from pipeline.sdnotify import Notifier
-from pipeline.watch import WatchConfig, WatchDaemon, WatchError
+from pipeline.media.atomic import atomic_output
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.video_in import read
-from pipeline.video_out import VideoOutConfig, VideoWriter, fit_planes
-from pipeline.yuv import rgb_to_yuv420
+from pipeline.media.yuv import rgb_to_yuv420
+from pipeline.stages.video_in import read
+from pipeline.stages.video_out import VideoOutConfig, VideoWriter, fit_planes
 
 from .clips import make_clip
 

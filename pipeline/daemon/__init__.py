@@ -1,0 +1,1 @@
+"""The watch-folder daemon: inbox scanning, the job journal, systemd notification."""

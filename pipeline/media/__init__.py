@@ -1,0 +1,1 @@
+"""Containers and pixels: probing, timestamps, remuxing, colour conversion, atomic output files."""

@@ -1,0 +1,1 @@
+"""Editor plugins that run the pipeline inside a host (VapourSynth)."""

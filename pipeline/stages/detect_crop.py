@@ -1,0 +1,102 @@
+"""detect/crop stage: find the face(s) in each frame, track them, and cut the model's inputs.
+
+``locate(frames, detector, cfg, frame_size, fps)`` turns :class:`~pipeline.stages.video_in.Frame` records
+into :class:`Located` records. Each face seen on a frame becomes a :class:`FaceCrop` with the
+``x1`` crop (spec 9.1 geometry, following the face at a constant size) and, when the style-code
+mode needs one on this frame, the FFHQ-aligned ``x2`` face (spec 9.2). Frames where the face is
+lost carry no crops and flow through untouched.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.face.align import CropParams, align_face, apply_crop
+from pipeline.face.detect import Detector
+from pipeline.face.track import FaceTracker, TrackerConfig
+from pipeline.stages.video_in import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Face finding options.
+
+    Attributes:
+        faces: ``"largest"`` (one face, the largest) or ``"all"`` (every face, one track each).
+        detect_every: run the detector on every N-th frame and track in between.
+        padding: half the crop side around the eyes, in pixels after scaling eyes to 64 px apart.
+    """
+
+    faces: str = "largest"
+    detect_every: int = 1
+    padding: int = 256
+
+    def __post_init__(self) -> None:
+        if self.faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {self.faces!r}")
+        if self.detect_every < 1:
+            raise ValueError("detect_every must be >= 1")
+
+
+@dataclass(eq=False)
+class FaceCrop:
+    """One tracked face on one frame.
+
+    Attributes:
+        track_id: stable per face over the clip.
+        crop: where ``pixels`` came from (rescaled-frame window; see :mod:`pipeline.face.align`).
+        landmarks: smoothed ``[68, 2]`` landmarks in frame coordinates.
+        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8).
+        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed.
+    """
+
+    track_id: int
+    crop: CropParams
+    landmarks: np.ndarray
+    pixels: np.ndarray
+    aligned: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class Located:
+    """A frame and the faces found on it (empty: nothing to stylize, the frame passes through)."""
+
+    frame: Frame
+    faces: list[FaceCrop] = field(default_factory=list)
+
+
+def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_size: tuple[int, int],
+           fps: float, aligned_every: int = 1) -> Iterator[Located]:
+    """Detect, track and crop.
+
+    Args:
+        frames: decoded frames in order.
+        detector: any :class:`~pipeline.face.detect.Detector`.
+        cfg: options.
+        frame_size: ``(width, height)`` of the frames.
+        fps: nominal frame rate (the tracker uses frame times when available).
+        aligned_every: cut the aligned ``x2`` face on a track's first frame and on every frame whose
+            index is a multiple of this (1: every frame, for per-frame style codes); 0: on a track's
+            first frame only (the official first-frame behaviour).
+    """
+    width, height = frame_size
+    tracker = FaceTracker(height, width, TrackerConfig(mode=cfg.faces, padding=cfg.padding, fps=fps or 25.0))
+    seen: set[int] = set()
+    for frame in frames:
+        faces = detector.detect(frame.pixels) if frame.index % cfg.detect_every == 0 else None
+        crops = []
+        for track in tracker.update(faces, frame.time):
+            if track.lost:
+                continue
+            pixels = apply_crop(frame.pixels, track.crop)
+            aligned = None
+            if track.track_id not in seen or (aligned_every and frame.index % aligned_every == 0):
+                aligned = align_face(frame.pixels, track.landmarks)
+                seen.add(track.track_id)
+            crops.append(FaceCrop(track.track_id, track.crop, track.landmarks, pixels, aligned))
+        yield Located(frame, crops)

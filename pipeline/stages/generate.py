@@ -1,0 +1,93 @@
+"""generate stage: latents -> stylized crops (uint8 RGB, 4x the crop size), in batches."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipeline.model import Latents, StyleGANEX
+from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, to_pixel_tensor, to_pixels
+from pipeline.stages.invert import Inverted
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Options of the generate stage.
+
+    Attributes:
+        batch_size: faces per generator call (at most).
+        batch_pixels: also at most this many ``x1`` crop pixels per call (0: no limit).
+        strength: scale of the editing direction of editing models (age, hair); ignored otherwise.
+        keyframes: ``((time_s, strength), ...)`` sorted by time: the strength ramps linearly between
+            them and holds before the first and after the last (overrides ``strength``).
+        on_device: leave the crops on the model's device as uint8 tensors (for the on-device paste)
+            instead of bringing them to host memory as NumPy arrays.
+    """
+
+    batch_size: int = 1
+    strength: float = 1.0
+    keyframes: tuple[tuple[float, float], ...] = ()
+    batch_pixels: int = 0
+    on_device: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        if self.batch_pixels < 0:
+            raise ValueError("batch pixels must be >= 0")
+
+    def strength_at(self, t: float) -> float:
+        if not self.keyframes:
+            return self.strength
+        times = [k[0] for k in self.keyframes]
+        return float(np.interp(t, times, [k[1] for k in self.keyframes]))
+
+
+def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0:0,2.5:1"`` -> ``((0.0, 0.0), (2.5, 1.0))``: strength keyframes as ``seconds:strength``.
+
+    Raises:
+        ValueError: malformed text or times not increasing.
+    """
+    frames = []
+    for part in text.split(","):
+        t, _, v = part.partition(":")
+        try:
+            frames.append((float(t), float(v)))
+        except ValueError:
+            raise ValueError(f"bad strength keyframe {part!r}: use seconds:strength, e.g. 0:0,2:1") from None
+    if any(b[0] <= a[0] for a, b in zip(frames, frames[1:], strict=False)):
+        raise ValueError("strength keyframe times must increase")
+    return tuple(frames)
+
+
+@dataclass(eq=False)
+class Generated:
+    """An inverted frame with one stylized crop per face: uint8 ``[4h, 4w, 3]`` RGB, a NumPy array
+    (or a tensor on the model's device with ``GenerateConfig.on_device``)."""
+
+    inverted: Inverted
+    images: list[np.ndarray | torch.Tensor]
+
+
+def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) -> Iterator[Generated]:
+    with torch.inference_mode():
+        for batch in batches(items, cfg.batch_size, lambda r: len(r.latents), budget=cfg.batch_pixels,
+                             weight=lambda r: crop_pixels(r.located.faces)):
+            lats = [lat for rec in batch for lat in rec.latents]
+            images: list[np.ndarray | torch.Tensor | None] = [None] * len(lats)
+            times = [rec.located.frame.time for rec in batch for _ in rec.latents]
+            scales = torch.tensor([cfg.strength_at(t) for t in times])
+            for _, idx in group_by_shape([lat.feature[0] for lat in lats]).items():
+                scale = scales[idx] if cfg.keyframes else cfg.strength
+                y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=scale)
+                crops = to_pixel_tensor(y) if cfg.on_device else to_pixels(y)
+                for j, crop in zip(idx, crops, strict=True):
+                    images[j] = crop
+            k = 0
+            for rec in batch:
+                n = len(rec.latents)
+                yield Generated(rec, images[k:k + n])
+                k += n

@@ -1,0 +1,129 @@
+"""invert stage: the encoder, in two passes that the smooth stage sits between.
+
+* :func:`codes`: W+ codes from the aligned face ``x2`` (``located -> Coded``):
+    * ``first-frame``: each track's first aligned face, computed once and reused (the official
+      video behaviour);
+    * ``per-frame``: every frame's own aligned face (follows expressions, flickers unless smoothed);
+    * ``smoothed``: per-frame codes here, filtered over time by the smooth stage.
+
+  In the two per-frame modes ``code_every = N`` runs the codes pass on a track's first frame and
+  on every N-th frame only (face finding cuts the aligned face just there), and holds the last
+  codes in between; the smooth stage then filters the steps. The codes pass at 256x256 costs more
+  than the whole generator at a 128x128 crop, so N = 2 or 3 is the main speed-up of these modes.
+* :func:`features`: the first-layer and skip features of the frame crop ``x1``, paired with the
+  (possibly smoothed) codes (``Coded -> Inverted``). Only what the output depends on runs (stem and
+  IR-SE units 0-20).
+
+Splitting the passes keeps the smoothing window light (codes only, no feature maps) and lets a
+random-access host (the VapourSynth filter) plan the codes of a clip once and compute the features
+of a single frame on demand with the same arithmetic as a linear run.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pipeline.model import Latents, StyleGANEX
+from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, to_images
+from pipeline.stages.detect_crop import Located
+
+STYLE_CODES = ("first-frame", "per-frame", "smoothed")
+
+
+@dataclass(frozen=True)
+class InvertConfig:
+    """Options of the invert stage.
+
+    Attributes:
+        batch_size: faces per encoder call (at most).
+        batch_pixels: also at most this many ``x1`` crop pixels per features call (0: no limit); big
+            crops batch worse on a CPU (see :func:`pipeline.runtime.device.default_batch_pixels`).
+        style_code: one of ``STYLE_CODES``.
+        code_every: per-frame modes: fresh codes on every N-th frame (and a track's first), held
+            in between (see the module docstring).
+    """
+
+    batch_size: int = 1
+    style_code: str = "smoothed"
+    batch_pixels: int = 0
+    code_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.style_code not in STYLE_CODES:
+            raise ValueError(f"style code mode must be one of {STYLE_CODES}, got {self.style_code!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        if self.batch_pixels < 0:
+            raise ValueError("batch pixels must be >= 0")
+        if self.code_every < 1:
+            raise ValueError("code_every must be >= 1")
+
+
+@dataclass(eq=False)
+class Coded:
+    """A located frame with one W+ code ``[1, 18, D]`` per face, in ``located.faces`` order."""
+
+    located: Located
+    codes: list[Tensor]
+
+
+@dataclass(eq=False)
+class Inverted:
+    """A located frame with one :class:`Latents` (batch of 1) per face, in ``located.faces`` order."""
+
+    located: Located
+    latents: list[Latents]
+
+
+def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Coded]:
+    """W+ codes of every face (see the module docstring for the style-code modes)."""
+    device, dtype = model.latent_avg.device, model.latent_avg.dtype
+    latest: dict[int, Tensor] = {}          # track -> its codes as of the face being handed on
+    with torch.inference_mode():
+        for batch in batches(items, cfg.batch_size, lambda r: len(r.faces)):
+            faces = [f for rec in batch for f in rec.faces]
+            fresh = [i for i, f in enumerate(faces) if f.aligned is not None
+                     and (cfg.style_code != "first-frame" or f.track_id not in latest)]
+            found: dict[int, Tensor] = {}
+            if fresh:
+                w = model.codes(to_images([faces[i].aligned for i in fresh], device, dtype))
+                found = {i: w[j:j + 1] for j, i in enumerate(fresh)}
+            held = []
+            for i, face in enumerate(faces):      # in frame order: a face holds its track's last codes
+                if i in found:
+                    latest[face.track_id] = found[i]
+                held.append(latest[face.track_id])
+            k = 0
+            for rec in batch:
+                n = len(rec.faces)
+                yield Coded(rec, held[k:k + n])
+                k += n
+
+
+def features(items: Iterable[Coded], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
+    """First-layer and skip features of every face's ``x1`` crop, batched per crop size."""
+    device, dtype = model.latent_avg.device, model.latent_avg.dtype
+    with torch.inference_mode():
+        for batch in batches(items, cfg.batch_size, lambda r: len(r.located.faces), budget=cfg.batch_pixels,
+                             weight=lambda r: crop_pixels(r.located.faces)):
+            faces = [f for rec in batch for f in rec.located.faces]
+            w_plus = [w for rec in batch for w in rec.codes]
+            latents: list[Latents | None] = [None] * len(faces)
+            for _, idx in group_by_shape([f.pixels for f in faces]).items():
+                x1 = to_images([faces[i].pixels for i in idx], device, dtype)
+                lat = model.invert(x1, w_plus=torch.cat([w_plus[i].to(device, dtype) for i in idx]))
+                for j, i in enumerate(idx):
+                    latents[i] = lat[j]
+            k = 0
+            for rec in batch:
+                n = len(rec.located.faces)
+                yield Inverted(rec.located, latents[k:k + n])
+                k += n
+
+
+def invert(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
+    """Both passes without smoothing in between: ``features(codes(items))``."""
+    return features(codes(items, model, cfg), model, cfg)

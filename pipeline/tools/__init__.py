@@ -1,0 +1,1 @@
+"""Measuring the pipeline: the benchmark, stage timing, flicker metrics."""
