@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.errors import FacestyleError, InputError, NoFaceError, OutputError
+import torch
+
+from pipeline.errors import FacestyleError, InputError, NoFaceError, OutputError, UsageError
 from pipeline.face.detect import Detector
-from pipeline.media.media_info import is_image_path
+from pipeline.media.media_info import FALLBACK_FPS, is_image_path
 from pipeline.model import StyleGANEX
 from pipeline.progress import NullProgress, Progress
+from pipeline.records import Coded, Frame, Located, OutFrame
 from pipeline.runtime.device import Precision
 from pipeline.runtime.queues import run_ahead
 from pipeline.stages import detect_crop, generate, invert, paste, smooth, video_in, video_out
@@ -36,6 +39,8 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mts", ".m2t
 # Face finding (detect, track, crop) runs in its own thread this many frames ahead of the model, so
 # the detector is off the model's critical path (dlib and OpenCV run while PyTorch holds no GIL).
 FIND_FACES_AHEAD = 4
+PASTE_ON = ("auto", "device", "host")
+NO_FACE = ("error", "pass")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class ConvertConfig:
     Attributes:
         no_face: ``"error"`` (a clip with no face at all fails) or ``"pass"`` (it is copied through
             with a warning).
+        paste_on: ``"auto"`` (see :meth:`paste_device`), ``"device"`` or ``"host"``.
         drop_lost: drop frames with no face instead of passing them through.
         precision: the autocast setting for inference (the weight dtype is the loaded model's).
     """
@@ -59,10 +65,29 @@ class ConvertConfig:
     no_face: str = "error"
     drop_lost: bool = False
     precision: Precision = field(default_factory=Precision)
+    paste_on: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.no_face not in ("error", "pass"):
-            raise ValueError("no_face must be 'error' or 'pass'")
+        if self.no_face not in NO_FACE:
+            raise ValueError(f"no_face must be one of {NO_FACE}")
+        if self.paste.mode == "crop" and self.face.faces == "all":
+            raise UsageError("crop output needs a single face: output mode 'crop' goes with face 'largest'")
+        if self.paste_on not in PASTE_ON:
+            raise ValueError(f"paste_on must be one of {PASTE_ON}")
+
+    def paste_device(self, model_device: torch.device, is_image: bool = False) -> torch.device | None:
+        """Where paste runs: the one place that decides it.
+
+        On the model's device (crops stay there, the frame goes up, YUV 4:2:0 planes come back) when
+        that is CUDA, the output is full frames in 4:2:0 and not a photo (``paste_on="auto"``), or
+        always in full mode (``"device"``, for tests on a CPU); else None: on the host in NumPy, RGB out.
+        """
+        if self.paste.mode != "full" or is_image or self.paste_on == "host":
+            return None
+        if self.paste_on == "device":
+            return model_device
+        on_cuda = model_device.type == "cuda" and self.video_out.pixel_format == "yuv420p"
+        return model_device if on_cuda else None
 
 
 @dataclass
@@ -102,12 +127,12 @@ class _Counter:
         self.with_face = 0
         self.frames_out = 0
 
-    def count_in(self, frames: Iterable[video_in.Frame]) -> Iterator[video_in.Frame]:
+    def count_in(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         for f in frames:
             self.frames += 1
             yield f
 
-    def count_faces(self, items: Iterable[detect_crop.Located]) -> Iterator[detect_crop.Located]:
+    def count_faces(self, items: Iterable[Located]) -> Iterator[Located]:
         for item in items:
             self.with_face += bool(item.faces)
             yield item
@@ -123,8 +148,8 @@ def _no_tap(name: str, items: Iterator) -> Iterator:
     return items
 
 
-def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: StyleGANEX, detector: Detector,
-           cfg: ConvertConfig, tap: Tap = _no_tap) -> Iterator[video_in.Frame]:
+def stages(frames: Iterable[Frame], info: video_in.VideoInfo, model: StyleGANEX, detector: Detector,
+           cfg: ConvertConfig, tap: Tap = _no_tap) -> Iterator[OutFrame]:
     """The chain between decoding and encoding: detect/crop -> codes -> smooth -> invert -> generate -> paste.
 
     ``tap(name, items)`` may wrap each stage's output ("detect", "codes", "smooth", "invert",
@@ -134,26 +159,26 @@ def stages(frames: Iterable[video_in.Frame], info: video_in.VideoInfo, model: St
     rendering half, see :func:`plan` and :func:`render`).
     """
     located = locate_faces(frames, (info.width, info.height), info.fps, detector, cfg, ahead=FIND_FACES_AHEAD)
-    return render(plan(tap("detect", located), info.fps, model, cfg, tap), model, cfg, tap)
+    return render(plan(tap("detect", located), info.fps, model, cfg, tap), model, cfg, tap, is_image=info.is_image)
 
 
-def locate_faces(frames: Iterable[video_in.Frame], size: tuple[int, int], fps: float | None, detector: Detector,
-                 cfg: ConvertConfig, ahead: int = 0) -> Iterator[detect_crop.Located]:
+def locate_faces(frames: Iterable[Frame], size: tuple[int, int], fps: float | None, detector: Detector,
+                 cfg: ConvertConfig, ahead: int = 0) -> Iterator[Located]:
     """Detect, track and crop, cutting the aligned face on the frames the style-code mode needs.
 
     ``ahead > 0`` runs this in its own thread, up to ``ahead`` frames ahead of the caller (who
     must then not touch ``frames`` or ``detector`` until the iterator is exhausted or closed).
     """
     aligned_every = 0 if cfg.invert.style_code == "first-frame" else cfg.invert.code_every
-    located: Iterator = detect_crop.locate(frames, detector, cfg.face, size, float(fps or 25),
+    located: Iterator = detect_crop.locate(frames, detector, cfg.face, size, float(fps or FALLBACK_FPS),
                                            aligned_every=aligned_every)
     if cfg.drop_lost:
         located = (rec for rec in located if rec.faces)
     return run_ahead(located, ahead, "facestyle:find-faces") if ahead else located
 
 
-def plan(located: Iterable[detect_crop.Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,
-         tap: Tap = _no_tap) -> Iterator[invert.Coded]:
+def plan(located: Iterable[Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,
+         tap: Tap = _no_tap) -> Iterator[Coded]:
     """The temporal half: each face's W+ codes, smoothed over time when the mode asks for it."""
     items: Iterator = tap("codes", invert.codes(located, model, cfg.invert))
     if cfg.invert.style_code == "smoothed":
@@ -161,15 +186,16 @@ def plan(located: Iterable[detect_crop.Located], fps: float | None, model: Style
     return items
 
 
-def render(coded: Iterable[invert.Coded], model: StyleGANEX, cfg: ConvertConfig,
-           tap: Tap = _no_tap) -> Iterator[video_in.Frame]:
+def render(coded: Iterable[Coded], model: StyleGANEX, cfg: ConvertConfig,
+           tap: Tap = _no_tap, *, is_image: bool = False) -> Iterator[OutFrame]:
     """The per-frame half: x1 features, generator, paste-back.
 
     In full output mode each frame depends only on its own record (batching aside).
     """
+    device = cfg.paste_device(model.latent_avg.device, is_image)
     items = tap("invert", invert.features(coded, model, cfg.invert))
-    items = tap("generate", generate.generate(items, model, cfg.generate))
-    return tap("paste", paste.paste(items, cfg.paste))
+    items = tap("generate", generate.generate(items, model, cfg.generate, keep_on_device=device is not None))
+    return tap("paste", paste.paste(items, cfg.paste, device))
 
 
 def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: Detector, cfg: ConvertConfig,
@@ -178,23 +204,19 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
 
     Raises:
         InputError: unreadable input. NoFaceError: no face in the whole clip (``no_face="error"``).
-        OutputError: the output cannot be written. UsageError: crop output with several faces.
+        OutputError: the output cannot be written.
     """
     src, dst = Path(src), Path(dst)
     progress = progress or NullProgress()
     t0 = time.monotonic()
-    if cfg.paste.mode == "crop" and cfg.face.faces == "all":
-        raise InputError("--output-mode crop needs a single face; use --face largest")
     video_out.check_destination(dst, cfg.video_out.overwrite)       # fail before any work
     reader = video_in.read(src, cfg.video_in)
     info = reader.info
-    if info.is_image and cfg.paste.device is not None:
-        cfg = replace(cfg, paste=replace(cfg.paste, device=None))     # a photo is written from RGB
     counter = _Counter()
     total = None if info.is_image else _expected_frames(info, cfg.video_in)
     progress.start(src.name, total)
 
-    def counted_output(frames: Iterable[video_in.Frame]) -> Iterator[video_in.Frame]:
+    def counted_output(frames: Iterable[OutFrame]) -> Iterator[OutFrame]:
         for frame in frames:
             progress.update(1)
             yield frame
@@ -212,14 +234,14 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
     return result
 
 
-def _count_out(frames: Iterable[video_in.Frame], counter: _Counter) -> Iterator[video_in.Frame]:
+def _count_out(frames: Iterable[OutFrame], counter: _Counter) -> Iterator[OutFrame]:
     for frame in frames:
         counter.frames_out += 1
         yield frame
 
 
-def _require_a_face(frames: Iterable[video_in.Frame], counter: _Counter, cfg: ConvertConfig,
-                    src: Path) -> Iterator[video_in.Frame]:
+def _require_a_face(frames: Iterable[OutFrame], counter: _Counter, cfg: ConvertConfig,
+                    src: Path) -> Iterator[OutFrame]:
     """Pass frames on; at the end, fail (so the output is discarded) if no frame had a face."""
     yield from frames
     if counter.with_face == 0:

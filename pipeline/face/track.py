@@ -29,6 +29,7 @@ from pipeline.errors import InputError, NoFaceError
 from pipeline.face.align import CROP_STEP, EYE_DISTANCE, CropParams, crop_scale, eye_centres, scaled_size
 from pipeline.face.detect import Face
 from pipeline.face.filters import OneEuroFilter
+from pipeline.media.media_info import FALLBACK_FPS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class TrackerConfig:
     step: int = 8
     hysteresis: float = 0.25
     scale: float | None = None
-    fps: float = 25.0
+    fps: float = FALLBACK_FPS
     min_cutoff: float = 1.0
     beta: float = 2.0
     d_cutoff: float = 1.0

@@ -35,6 +35,12 @@ CODECS: dict[str, Codec] = {
 }
 DEFAULT_CODEC = "h264"
 
+# FFmpeg's colour tags (AVCOL_SPC_*, AVCOL_RANGE_*): what we write is BT.709, limited range; a source
+# tagged unspecified is read as BT.709 when it is HD (see pipeline.stages.video_in)
+COLORSPACE_BT709 = 1
+COLORSPACE_UNSPECIFIED = 2
+COLOR_RANGE_LIMITED = 1
+
 # x264/x265 speed presets, fastest first (vp9 maps them onto cpu-used)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
            "placebo")

@@ -24,6 +24,8 @@ from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
 
+# A clip whose container gives no frame rate is timed as if it ran at this rate.
+FALLBACK_FPS = 25.0
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 # FFmpeg opens any .txt as "ANSI art" video; those are text, not footage.
 _TEXT_FORMATS = frozenset({"tty"})

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-from pipeline.face.align import CropParams, align_face, apply_crop
+from pipeline.face.align import align_face, apply_crop
 from pipeline.face.detect import Detector
 from pipeline.face.track import FaceTracker, TrackerConfig
-from pipeline.stages.video_in import Frame
+from pipeline.media.media_info import FALLBACK_FPS
+from pipeline.records import FaceCrop, Frame, Located
 
 log = logging.getLogger(__name__)
+FACE_MODES = ("largest", "all")
 
 
 @dataclass(frozen=True)
@@ -37,37 +37,10 @@ class FaceConfig:
     padding: int = 256
 
     def __post_init__(self) -> None:
-        if self.faces not in ("largest", "all"):
-            raise ValueError(f"faces must be 'largest' or 'all', got {self.faces!r}")
+        if self.faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, got {self.faces!r}")
         if self.detect_every < 1:
             raise ValueError("detect_every must be >= 1")
-
-
-@dataclass(eq=False)
-class FaceCrop:
-    """One tracked face on one frame.
-
-    Attributes:
-        track_id: stable per face over the clip.
-        crop: where ``pixels`` came from (rescaled-frame window; see :mod:`pipeline.face.align`).
-        landmarks: smoothed ``[68, 2]`` landmarks in frame coordinates.
-        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8).
-        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed.
-    """
-
-    track_id: int
-    crop: CropParams
-    landmarks: np.ndarray
-    pixels: np.ndarray
-    aligned: np.ndarray | None = None
-
-
-@dataclass(eq=False)
-class Located:
-    """A frame and the faces found on it (empty: nothing to stylize, the frame passes through)."""
-
-    frame: Frame
-    faces: list[FaceCrop] = field(default_factory=list)
 
 
 def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_size: tuple[int, int],
@@ -85,7 +58,7 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
             first frame only (the official first-frame behaviour).
     """
     width, height = frame_size
-    tracker = FaceTracker(height, width, TrackerConfig(mode=cfg.faces, padding=cfg.padding, fps=fps or 25.0))
+    tracker = FaceTracker(height, width, TrackerConfig(mode=cfg.faces, padding=cfg.padding, fps=fps or FALLBACK_FPS))
     seen: set[int] = set()
     for frame in frames:
         faces = detector.detect(frame.pixels) if frame.index % cfg.detect_every == 0 else None

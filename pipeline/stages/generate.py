@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from pipeline.model import Latents, StyleGANEX
+from pipeline.records import Generated, Inverted
 from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, to_pixel_tensor, to_pixels
-from pipeline.stages.invert import Inverted
 
 
 @dataclass(frozen=True)
@@ -22,15 +22,12 @@ class GenerateConfig:
         strength: scale of the editing direction of editing models (age, hair); ignored otherwise.
         keyframes: ``((time_s, strength), ...)`` sorted by time: the strength ramps linearly between
             them and holds before the first and after the last (overrides ``strength``).
-        on_device: leave the crops on the model's device as uint8 tensors (for the on-device paste)
-            instead of bringing them to host memory as NumPy arrays.
     """
 
     batch_size: int = 1
     strength: float = 1.0
     keyframes: tuple[tuple[float, float], ...] = ()
     batch_pixels: int = 0
-    on_device: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -63,16 +60,10 @@ def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
     return tuple(frames)
 
 
-@dataclass(eq=False)
-class Generated:
-    """An inverted frame with one stylized crop per face: uint8 ``[4h, 4w, 3]`` RGB, a NumPy array
-    (or a tensor on the model's device with ``GenerateConfig.on_device``)."""
-
-    inverted: Inverted
-    images: list[np.ndarray | torch.Tensor]
-
-
-def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) -> Iterator[Generated]:
+def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig, *,
+             keep_on_device: bool = False) -> Iterator[Generated]:
+    """Stylized crops, one per face. ``keep_on_device``: leave them on the model's device as uint8
+    tensors (for the on-device paste) instead of bringing them to host memory as NumPy arrays."""
     with torch.inference_mode():
         for batch in batches(items, cfg.batch_size, lambda r: len(r.latents), budget=cfg.batch_pixels,
                              weight=lambda r: crop_pixels(r.located.faces)):
@@ -83,7 +74,7 @@ def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig) 
             for _, idx in group_by_shape([lat.feature[0] for lat in lats]).items():
                 scale = scales[idx] if cfg.keyframes else cfg.strength
                 y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=scale)
-                crops = to_pixel_tensor(y) if cfg.on_device else to_pixels(y)
+                crops = to_pixel_tensor(y) if keep_on_device else to_pixels(y)
                 for j, crop in zip(idx, crops, strict=True):
                     images[j] = crop
             k = 0

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from pipeline.model import Latents, StyleGANEX
+from pipeline.records import Coded, Inverted, Located
 from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, to_images
-from pipeline.stages.detect_crop import Located
 
 STYLE_CODES = ("first-frame", "per-frame", "smoothed")
 
@@ -60,22 +60,6 @@ class InvertConfig:
             raise ValueError("batch pixels must be >= 0")
         if self.code_every < 1:
             raise ValueError("code_every must be >= 1")
-
-
-@dataclass(eq=False)
-class Coded:
-    """A located frame with one W+ code ``[1, 18, D]`` per face, in ``located.faces`` order."""
-
-    located: Located
-    codes: list[Tensor]
-
-
-@dataclass(eq=False)
-class Inverted:
-    """A located frame with one :class:`Latents` (batch of 1) per face, in ``located.faces`` order."""
-
-    located: Located
-    latents: list[Latents]
 
 
 def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Coded]:

@@ -7,13 +7,13 @@
   face is lost show the last window of the original frame, scaled to the same size; frames before
   the first face are dropped (the output must have one size).
 
-``PasteConfig.device`` (full mode; set on CUDA for 4:2:0 output) does the paste where the
-stylized crops are, with PyTorch: the frame goes up once, the crops never come down, the blend and
-the RGB -> YUV 4:2:0 conversion run there, and only the planes come back (1.5 bytes per pixel), so
-the CPU is left with entropy coding. Every frame, with a face or without, takes that path, so the
-whole clip has one colour conversion. Same geometry and blend formula as the NumPy path; the
-resampling is PyTorch's (area when shrinking, bilinear when enlarging), within a code value or two
-of OpenCV's.
+``paste(..., device=...)`` (full mode; :meth:`pipeline.convert.ConvertConfig.paste_device`
+decides: on CUDA for 4:2:0 output) does the paste where the stylized crops are, with PyTorch: the
+frame goes up once, the crops never come down, the blend and the RGB -> YUV 4:2:0 conversion run
+there, and only the planes come back (1.5 bytes per pixel), so the CPU is left with entropy coding.
+Every frame, with a face or without, takes that path, so the whole clip has one colour conversion.
+Same geometry and blend formula as the NumPy path; the resampling is PyTorch's (area when
+shrinking, bilinear when enlarging), within a code value or two of OpenCV's.
 """
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ import torch.nn.functional as F
 
 from pipeline.face.align import CropParams, crop_window
 from pipeline.media.yuv import rgb_to_yuv420
-from pipeline.stages.generate import Generated
-from pipeline.stages.video_in import Frame
+from pipeline.records import Frame, Generated, OutFrame
 
 log = logging.getLogger(__name__)
 MODES = ("full", "crop")
@@ -38,13 +37,10 @@ MODES = ("full", "crop")
 
 @dataclass(frozen=True)
 class PasteConfig:
-    """``feather``: width of the soft edge as a fraction of the window's shorter side. ``device``: a
-    torch device to paste on and to convert to YUV 4:2:0 there (full mode only; None: NumPy on the
-    host, RGB out)."""
+    """``feather``: width of the soft edge as a fraction of the window's shorter side."""
 
     mode: str = "full"
     feather: float = 0.08
-    device: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -116,7 +112,7 @@ def paste_face_tensor(pixels: torch.Tensor, stylized: torch.Tensor, crop: CropPa
     pixels[y0:y1, x0:x1] = torch.round(region + (patch - region) * mask).to(torch.uint8)
 
 
-def _paste_on_device(frame: Frame, faces: list, images: list, cfg: PasteConfig, device: torch.device) -> Frame:
+def _paste_on_device(frame: Frame, faces: list, images: list, cfg: PasteConfig, device: torch.device) -> OutFrame:
     """One output frame as YUV planes, pasted and converted on ``device``."""
     pixels = torch.from_numpy(frame.pixels)
     if device.type == "cuda":
@@ -126,17 +122,20 @@ def _paste_on_device(frame: Frame, faces: list, images: list, cfg: PasteConfig, 
         image = image if isinstance(image, torch.Tensor) else torch.from_numpy(image)
         paste_face_tensor(pixels, image, face.crop, cfg.feather)
     y, u, v = (p.cpu().numpy() for p in rgb_to_yuv420(pixels))
-    return Frame(frame.index, frame.pts, frame.time, None, yuv=(y, u, v))
+    return OutFrame(frame.index, frame.pts, frame.time, None, yuv=(y, u, v))
 
 
 def _host(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image.cpu().numpy() if isinstance(image, torch.Tensor) else image
 
 
-def paste(items: Iterable[Generated], cfg: PasteConfig) -> Iterator[Frame]:
-    """Output frames (same index, pts and time as the source frames)."""
-    if cfg.device is not None and cfg.mode == "full":
-        device = torch.device(cfg.device)
+def paste(items: Iterable[Generated], cfg: PasteConfig, device: torch.device | None = None) -> Iterator[OutFrame]:
+    """Output frames (same index, pts and time as the source frames).
+
+    ``device``: paste there with PyTorch and hand out YUV 4:2:0 planes made there (full mode only);
+    None: NumPy on the host, RGB out.
+    """
+    if device is not None and cfg.mode == "full":
         with torch.inference_mode():
             for rec in items:
                 located = rec.inverted.located
@@ -150,12 +149,12 @@ def paste(items: Iterable[Generated], cfg: PasteConfig) -> Iterator[Frame]:
         frame, faces = located.frame, located.faces
         if cfg.mode == "full":
             if not faces:
-                yield frame
+                yield OutFrame.of(frame)
                 continue
             pixels = frame.pixels.copy()
             for face, image in zip(faces, rec.images, strict=True):
                 paste_face(pixels, _host(image), face.crop, cfg.feather)
-            yield Frame(frame.index, frame.pts, frame.time, pixels)
+            yield OutFrame.of(frame, pixels)
             continue
         if faces:
             last_crop, image = faces[0].crop, _host(rec.images[0])
@@ -166,6 +165,6 @@ def paste(items: Iterable[Generated], cfg: PasteConfig) -> Iterator[Frame]:
         else:
             dropped += 1
             continue
-        yield Frame(frame.index, frame.pts, frame.time, image)
+        yield OutFrame.of(frame, image)
     if dropped:
         log.warning("crop output: %d frame(s) before the first face were dropped", dropped)

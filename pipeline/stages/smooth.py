@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -30,12 +30,14 @@ import numpy as np
 import torch
 
 from pipeline.face.filters import OneEuroFilter
+from pipeline.media.media_info import FALLBACK_FPS
+from pipeline.model.arch import N_STYLES
 from pipeline.stages.invert import Coded
 
 log = logging.getLogger(__name__)
 
 FILTERS = ("gaussian", "ema", "one-euro")
-GROUPS = {"coarse": range(0, 7), "middle": range(7, 12), "fine": range(12, 18)}
+GROUPS = {"coarse": range(0, 7), "middle": range(7, 12), "fine": range(12, N_STYLES)}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class SmoothConfig:
     filter: str = "gaussian"
     strength: tuple[float, float, float] = (1.0, 1.0, 1.0)
     window: int = 6
-    fps: float = 25.0
+    fps: float = FALLBACK_FPS
     one_euro_beta: float = 0.05
     shot_threshold: float = 0.5
 
@@ -72,10 +74,18 @@ class SmoothConfig:
 
     def row_sigma(self) -> np.ndarray:
         """``[18]`` time constant (frames) for each W+ row."""
-        sigma = np.zeros(18)
+        sigma = np.zeros(N_STYLES)
         for s, rows in zip(self.strength, GROUPS.values(), strict=True):
             sigma[list(rows)] = s * self.window / 2.0
         return sigma
+
+
+def shot_histogram(pixels: np.ndarray) -> np.ndarray:
+    """The normalised ``[256]`` float32 HSV histogram of a 64x64 thumbnail that cuts are found with."""
+    small = cv2.resize(pixels, (64, 64), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 8], [0, 180, 0, 256, 0, 256])
+    return cv2.normalize(hist, hist).flatten()
 
 
 class ShotDetector:
@@ -86,10 +96,10 @@ class ShotDetector:
         self._last: np.ndarray | None = None
 
     def is_cut(self, pixels: np.ndarray) -> bool:
-        small = cv2.resize(pixels, (64, 64), interpolation=cv2.INTER_AREA)
-        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 8], [0, 180, 0, 256, 0, 256])
-        hist = cv2.normalize(hist, hist).flatten()
+        return self.is_cut_histogram(shot_histogram(pixels))
+
+    def is_cut_histogram(self, hist: np.ndarray) -> bool:
+        """As :meth:`is_cut`, given the frame's :func:`shot_histogram` (computed elsewhere)."""
         last, self._last = self._last, hist
         if last is None or self.threshold >= 1:
             return False
@@ -108,8 +118,13 @@ def _with_codes(rec: Coded, codes: dict[int, np.ndarray]) -> Coded:
                                for face, w in zip(rec.located.faces, rec.codes, strict=True)])
 
 
-def smooth(items: Iterable[Coded], cfg: SmoothConfig) -> Iterator[Coded]:
-    """Filter each track's W+ codes over time (see the module docstring)."""
+def smooth(items: Iterable[Coded], cfg: SmoothConfig,
+           histogram: Callable[[Coded], np.ndarray] | None = None) -> Iterator[Coded]:
+    """Filter each track's W+ codes over time (see the module docstring).
+
+    ``histogram(rec)``: the record's :func:`shot_histogram`, when it was computed elsewhere (the Ray
+    runner finds faces in parallel and smooths without the pixels); default: from the frame's pixels.
+    """
     shots = ShotDetector(cfg.shot_threshold)
     sigma = cfg.row_sigma()
     shot = 0
@@ -117,7 +132,8 @@ def smooth(items: Iterable[Coded], cfg: SmoothConfig) -> Iterator[Coded]:
     def entries() -> Iterator[_Entry]:
         nonlocal shot
         for rec in items:
-            if shots.is_cut(rec.located.frame.pixels):
+            hist = shot_histogram(rec.located.frame.pixels) if histogram is None else histogram(rec)
+            if shots.is_cut_histogram(hist):
                 shot += 1
                 log.info("shot change at frame %d: smoothing restarts", rec.located.frame.index)
             codes = {f.track_id: w[0].double().cpu().numpy()
@@ -143,7 +159,7 @@ def _gaussian(entries: Iterable[_Entry], sigma: np.ndarray, window: int) -> Iter
         e = buf[i]
         out = {}
         for track, code in e.codes.items():
-            acc, norm = np.zeros_like(code), np.zeros((18, 1))
+            acc, norm = np.zeros_like(code), np.zeros((N_STYLES, 1))
             for j in range(max(0, i - window), min(len(buf), i + window + 1)):
                 other = buf[j]
                 if other.shot != e.shot or track not in other.codes:

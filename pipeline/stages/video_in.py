@@ -29,6 +29,7 @@ import av
 import numpy as np
 
 from pipeline.errors import InputError, UsageError
+from pipeline.media.codecs import COLORSPACE_UNSPECIFIED
 from pipeline.media.media_info import (
     VideoInfo,
     av_open,
@@ -40,6 +41,7 @@ from pipeline.media.media_info import (
     read_image,
     video_stream,
 )
+from pipeline.records import Frame
 from pipeline.runtime.queues import POLL_S, drain, put_until
 
 __all__ = ["DecodeReport", "Frame", "FrameReader", "VideoInConfig", "VideoInfo", "probe", "read"]
@@ -77,31 +79,6 @@ class VideoInConfig:
             raise UsageError(f"end ({self.end}s) must be after start ({self.start}s)")
         if self.queue_size < 1:
             raise ValueError("queue_size must be >= 1")
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One decoded picture.
-
-    index: 0-based position among the frames read (after trimming).
-    pts: the source timestamp, in ``info.time_base`` (kept so VFR survives to video_out).
-    time: seconds from the start of the clip.
-    pixels: [H, W, 3] uint8 RGB, already turned upright; None when the frame comes as ``yuv``.
-    yuv: output frames of the on-device paste: BT.709 limited-range 4:2:0 planes ``y`` [H, W],
-        ``u``, ``v`` [ceil(H/2), ceil(W/2)] (uint8), made where the pixels were; else None.
-    """
-
-    index: int
-    pts: int
-    time: float
-    pixels: np.ndarray | None
-    yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(width, height)``."""
-        h, w = (self.pixels if self.pixels is not None else self.yuv[0]).shape[:2]
-        return w, h
 
 
 @dataclass
@@ -355,7 +332,7 @@ def _decoded(container: av.container.InputContainer, stream: av.video.stream.Vid
 def _upright_rgb(frame: av.VideoFrame, stream: av.video.stream.VideoStream,
                  src_colorspace: str | None) -> np.ndarray:
     """[H, W, 3] uint8 RGB, display matrix applied; any bit depth and chroma layout."""
-    cs = src_colorspace if frame.colorspace == 2 else None  # AVCOL_SPC_UNSPECIFIED only
+    cs = src_colorspace if frame.colorspace == COLORSPACE_UNSPECIFIED else None
     rgb = frame.to_ndarray(format="rgb24", src_colorspace=cs) if cs else frame.to_ndarray(format="rgb24")
     turn = orientation_of(frame, stream)
     return np.ascontiguousarray(turn.apply(rgb))  # [H, W, 3]

@@ -33,7 +33,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
 
 import av
 import cv2
@@ -41,11 +40,12 @@ import numpy as np
 
 from pipeline.errors import OutputError, UsageError
 from pipeline.media.atomic import atomic_output, check_destination, commit, output_error, reserve_temp
-from pipeline.media.codecs import CODECS, DEFAULT_CODEC, PRESETS
-from pipeline.media.media_info import VideoInfo, av_reason
+from pipeline.media.codecs import CODECS, COLOR_RANGE_LIMITED, COLORSPACE_BT709, DEFAULT_CODEC, PRESETS
+from pipeline.media.media_info import FALLBACK_FPS, VideoInfo, av_reason
 from pipeline.media.remux import Passthrough, close_quietly
 from pipeline.media.remux import mux as _mux  # every packet reaches the file through this name (tests replace it)
 from pipeline.media.timeline import Timeline
+from pipeline.records import Frame, OutFrame
 from pipeline.runtime.queues import POLL_S, drain, put_until
 
 __all__ = ["VideoOutConfig", "VideoWriter", "check_destination", "write", "write_image"]
@@ -113,16 +113,11 @@ class VideoOutConfig:
         return {}
 
 
-class _HasPixels(Protocol):
-    pixels: np.ndarray | None
-    pts: int
-
-
-def write(frames: Iterable[_HasPixels], dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
+def write(frames: Iterable[OutFrame | Frame], dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
           *, audio_from: str | os.PathLike | None = None, start: float | None = None,
           end: float | None = None) -> Path:
-    """Write frames (anything with ``pixels`` and ``pts``, or ``yuv`` planes and ``pts``) to ``dst``;
-    a photo when ``like`` is one (RGB frames only).
+    """Write frames to ``dst``: output frames (RGB pixels or YUV 4:2:0 planes), or decoded frames
+    as they are; a photo when ``like`` is one (RGB frames only).
 
     The size is taken from the first frame. Raises ``OutputError`` (see :class:`VideoWriter`).
     """
@@ -134,18 +129,15 @@ def write(frames: Iterable[_HasPixels], dst: str | os.PathLike, cfg: VideoOutCon
         return write_image(dst, first.pixels, overwrite=cfg.overwrite)
     with VideoWriter(dst, cfg, like, audio_from, size=_size(first), start=start, end=end) as writer:
         for frame in itertools.chain([first], it):
-            yuv = getattr(frame, "yuv", None)
-            if yuv is None:
-                writer.write(frame.pixels, frame.pts)
+            if isinstance(frame, OutFrame) and frame.yuv is not None:
+                writer.write_yuv(*fit_planes(frame.yuv, writer.frame_size), frame.pts)
             else:
-                writer.write_yuv(*fit_planes(yuv, writer.frame_size), frame.pts)
+                writer.write(frame.pixels, frame.pts)
     return writer.dst
 
 
-def _size(frame: _HasPixels) -> tuple[int, int]:
-    yuv = getattr(frame, "yuv", None)
-    h, w = (frame.pixels if yuv is None else yuv[0]).shape[:2]
-    return w, h
+def _size(frame: OutFrame | Frame) -> tuple[int, int]:
+    return frame.size
 
 
 def fit_planes(yuv: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -322,7 +314,7 @@ class VideoWriter:
         for dst_plane, src in zip(frame.planes, (y, u, v), strict=True):
             rows = np.frombuffer(dst_plane, np.uint8).reshape(-1, dst_plane.line_size)
             rows[: src.shape[0], : src.shape[1]] = src
-        frame.colorspace, frame.color_range = 1, 1  # AVCOL_SPC_BT709, AVCOL_RANGE_MPEG
+        frame.colorspace, frame.color_range = COLORSPACE_BT709, COLOR_RANGE_LIMITED
         self._queue_frame(frame, out_pts)
 
     def _queue_frame(self, frame: av.VideoFrame, out_pts: int) -> None:
@@ -427,14 +419,14 @@ class VideoWriter:
 
 def _add_video_stream(out: av.container.OutputContainer, cfg: VideoOutConfig, like: VideoInfo,
                       size: tuple[int, int]) -> av.video.stream.VideoStream:
-    rate = like.fps if like.fps and like.fps > 0 else Fraction(25)
+    rate = like.fps if like.fps and like.fps > 0 else Fraction(FALLBACK_FPS)
     video = out.add_stream(CODECS[cfg.codec].encoder, rate=rate)
     video.width, video.height = size
     video.pix_fmt = cfg.pixel_format
     video.codec_context.time_base = like.time_base
     video.time_base = like.time_base
     video.codec_context.thread_count = cfg.threads
-    video.codec_context.colorspace = 1  # AVCOL_SPC_BT709
-    video.codec_context.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+    video.codec_context.colorspace = COLORSPACE_BT709
+    video.codec_context.color_range = COLOR_RANGE_LIMITED
     video.options = cfg.encoder_options()
     return video

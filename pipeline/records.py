@@ -1,0 +1,124 @@
+"""The records that flow between the stages, in data-flow order.
+
+    video_in -> Frame -> detect_crop -> Located -> invert.codes -> Coded -> smooth -> Coded
+    -> invert.features -> Inverted -> generate -> Generated -> paste -> OutFrame -> video_out
+
+Each record wraps the one before it, so a later stage reaches the decoded frame (``rec.located.frame``)
+without reaching into another module. The decoded input frame and the written output frame are
+different types: an output frame may carry YUV planes made on the device instead of RGB pixels.
+Frames without a face flow through with empty face lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pipeline.face.align import CropParams
+from pipeline.model import Latents
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded picture.
+
+    Attributes:
+        index: 0-based position among the frames read (after trimming).
+        pts: the source timestamp, in ``info.time_base`` (kept so VFR survives to video_out).
+        time: seconds from the start of the clip.
+        pixels: ``[H, W, 3]`` uint8 RGB, already turned upright.
+    """
+
+    index: int
+    pts: int
+    time: float
+    pixels: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        h, w = self.pixels.shape[:2]
+        return w, h
+
+
+@dataclass(eq=False)
+class FaceCrop:
+    """One tracked face on one frame.
+
+    Attributes:
+        track_id: stable per face over the clip.
+        crop: where ``pixels`` came from (rescaled-frame window; see :mod:`pipeline.face.align`).
+        landmarks: smoothed ``[68, 2]`` landmarks in frame coordinates.
+        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8).
+        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed.
+    """
+
+    track_id: int
+    crop: CropParams
+    landmarks: np.ndarray
+    pixels: np.ndarray
+    aligned: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class Located:
+    """A frame and the faces found on it (empty: nothing to stylize, the frame passes through)."""
+
+    frame: Frame
+    faces: list[FaceCrop] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Coded:
+    """A located frame with one W+ code ``[1, 18, D]`` per face, in ``located.faces`` order."""
+
+    located: Located
+    codes: list[Tensor]
+
+
+@dataclass(eq=False)
+class Inverted:
+    """A located frame with one :class:`Latents` (batch of 1) per face, in ``located.faces`` order."""
+
+    located: Located
+    latents: list[Latents]
+
+
+@dataclass(eq=False)
+class Generated:
+    """An inverted frame with one stylized crop per face: uint8 ``[4h, 4w, 3]`` RGB, a NumPy array
+    (or a tensor on the model's device when the paste runs there)."""
+
+    inverted: Inverted
+    images: list[np.ndarray | torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class OutFrame:
+    """One frame to write, at the source frame's place in time.
+
+    Attributes:
+        index, pts, time: those of the source :class:`Frame` it was made from.
+        pixels: ``[H, W, 3]`` uint8 RGB, or None when the frame comes as ``yuv``.
+        yuv: planes of the on-device paste, BT.709 limited-range 4:2:0: ``y`` ``[H, W]``, ``u`` and
+            ``v`` ``[ceil(H/2), ceil(W/2)]`` (uint8); else None.
+    """
+
+    index: int
+    pts: int
+    time: float
+    pixels: np.ndarray | None
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, frame: Frame, pixels: np.ndarray | None = None) -> OutFrame:
+        """The output frame of ``frame`` with ``pixels`` (default: the source pixels, unchanged)."""
+        return cls(frame.index, frame.pts, frame.time, frame.pixels if pixels is None else pixels)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        h, w = (self.pixels if self.pixels is not None else self.yuv[0]).shape[:2]
+        return w, h
