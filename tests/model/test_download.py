@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline import CheckpointError, ModelNotAvailableError, make_random_checkpoint, save_checkpoint
-from pipeline.model import registry
+from pipeline.model import download
 from pipeline.model.registry import (
     MODELS,
     OFFICIAL_BASE_URL,
@@ -167,7 +167,7 @@ def test_cached_file_is_not_checked_again(server, config, monkeypatch):
     def fail(*args):
         raise AssertionError("checked again")
 
-    monkeypatch.setattr(registry, "check_checkpoint_file", fail)
+    monkeypatch.setattr(download, "check_checkpoint_file", fail)
     assert _resolve("pixar", config) == path
 
 

@@ -1,22 +1,17 @@
-"""The benchmark: stage accounting, FLOP and peak figures, the report, on a tiny model and a small
-synthetic clip (no asset files, no timed assertions)."""
+"""The benchmark's timed run: stage accounting, FLOP and peak figures, the report it fills in, on a
+tiny model and a small synthetic clip (no asset files, no timed assertions)."""
 from __future__ import annotations
 
-import contextlib
 import json
 
 import av
-import numpy as np
 import pytest
-import torch
 
 from pipeline import NoFaceError, build_model, make_random_checkpoint
 from pipeline.convert import ConvertConfig
 from pipeline.errors import UsageError
-from pipeline.face.align import crop_scale, eye_centres
 from pipeline.stages.detect_crop import FaceConfig
-from pipeline.tools.bench import STAGES, MovingTexture, run_bench, synthetic_face
-from pipeline.tools.timing import TimedIter, count_flops, measure_peak, own_times
+from pipeline.tools.bench import STAGES, run_bench
 
 FRAMES = 4
 
@@ -34,60 +29,6 @@ def bench(model, tmp_path_factory):
     report = run_bench(None, model, None, cfg, frames=FRAMES, synthetic_size=(320, 240), workdir=workdir,
                        eye_distance=64.0)
     return report, workdir
-
-
-# -- the timing helpers (fake clock: exact) --------------------------------------------------
-
-def test_own_times_subtract_the_stage_below():
-    now = [0.0]
-
-    def source():
-        for i in range(3):
-            now[0] += 1.0                    # 1 s of work per item
-            yield i
-
-    def stage(items):
-        for x in items:
-            now[0] += 2.0                    # 2 s of own work per item
-            yield x
-
-    below = TimedIter(source(), "below", clock=lambda: now[0])
-    above = TimedIter(stage(below), "above", clock=lambda: now[0])
-    assert list(above) == [0, 1, 2]
-    assert (below.seconds, above.seconds) == (3.0, 9.0)
-    assert own_times([below, above]) == [3.0, 6.0]
-    assert (below.items, above.items) == (3, 3)
-    assert above.ended_at == 9.0
-
-
-def test_peak_probe_counts_flops_in_the_precision_context():
-    for precision in (contextlib.nullcontext(), torch.autocast("cpu", dtype=torch.bfloat16)):
-        matmul, conv = measure_peak(torch.device("cpu"), torch.float32, precision, matmul_n=64,
-                                    conv_shape=(2, 16, 8, 8), reps=2)
-        assert matmul.flops == 2 * 64 ** 3
-        assert conv.flops == 2 * 2 * 16 * 16 * 9 * 8 * 8
-        assert matmul.gflops > 0 and conv.gflops > 0
-
-
-def test_count_flops_returns_the_result():
-    a = torch.ones(4, 8)
-    y, flops = count_flops(lambda: a @ a.T)
-    assert y.shape == (4, 4) and flops == 2 * 4 * 8 * 4
-
-
-def test_synthetic_face_has_the_eye_distance_asked_for():
-    face = synthetic_face(160, 100, 90.0)
-    left, right = eye_centres(face.landmarks)
-    assert np.allclose(right - left, (90.0, 0.0))
-    assert crop_scale(face.landmarks) == pytest.approx(64 / 90)
-    assert face.landmarks[48:55, 1].max() > left[1]              # mouth below the eyes
-
-
-def test_moving_texture_moves():
-    tex = MovingTexture((48, 32))
-    a, b = tex.frame(0), tex.frame(1)
-    assert a.shape == (32, 48, 3) and a.dtype == np.uint8
-    assert not np.array_equal(a, b)
 
 
 # -- one real run ----------------------------------------------------------------------------
