@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def batches(items: Iterable[T], size: int, count: Callable[[T], int], *, budget: int = 0,
@@ -39,6 +40,16 @@ def batches(items: Iterable[T], size: int, count: Callable[[T], int], *, budget:
             pending, n, load = [], 0, 0
     if pending:
         yield pending
+
+
+def split_back(batch: Sequence[T], flat: Sequence[U], count: Callable[[T], int]) -> Iterator[tuple[T, list[U]]]:
+    """Each record of ``batch`` with its own run of ``flat`` (the per-face results of the whole batch,
+    in record order; a record owns ``count(record)`` of them)."""
+    k = 0
+    for rec in batch:
+        n = count(rec)
+        yield rec, list(flat[k:k + n])
+        k += n
 
 
 def crop_pixels(faces: Iterable) -> int:

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.model import Latents, StyleGANEX
 from pipeline.records import Generated, Inverted
-from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, to_pixel_tensor, to_pixels
+from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, split_back, to_pixel_tensor, to_pixels
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,5 @@ def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig, 
                 crops = to_pixel_tensor(y) if keep_on_device else to_pixels(y)
                 for j, crop in zip(idx, crops, strict=True):
                     images[j] = crop
-            k = 0
-            for rec in batch:
-                n = len(rec.latents)
-                yield Generated(rec, images[k:k + n])
-                k += n
+            for rec, crops in split_back(batch, images, lambda r: len(r.latents)):
+                yield Generated(rec, crops)

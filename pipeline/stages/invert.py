@@ -28,7 +28,7 @@ from torch import Tensor
 
 from pipeline.model import Latents, StyleGANEX
 from pipeline.records import Coded, Inverted, Located
-from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, to_images
+from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, split_back, to_images
 
 STYLE_CODES = ("first-frame", "per-frame", "smoothed")
 
@@ -80,11 +80,8 @@ def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Ite
                 if i in found:
                     latest[face.track_id] = found[i]
                 held.append(latest[face.track_id])
-            k = 0
-            for rec in batch:
-                n = len(rec.faces)
-                yield Coded(rec, held[k:k + n])
-                k += n
+            for rec, codes in split_back(batch, held, lambda r: len(r.faces)):
+                yield Coded(rec, codes)
 
 
 def features(items: Iterable[Coded], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
@@ -101,11 +98,8 @@ def features(items: Iterable[Coded], model: StyleGANEX, cfg: InvertConfig) -> It
                 lat = model.invert(x1, w_plus=torch.cat([w_plus[i].to(device, dtype) for i in idx]))
                 for j, i in enumerate(idx):
                     latents[i] = lat[j]
-            k = 0
-            for rec in batch:
-                n = len(rec.located.faces)
-                yield Inverted(rec.located, latents[k:k + n])
-                k += n
+            for rec, lats in split_back(batch, latents, lambda r: len(r.located.faces)):
+                yield Inverted(rec.located, lats)
 
 
 def invert(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
