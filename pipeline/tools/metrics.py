@@ -39,7 +39,6 @@ is used and the report says so (whole-frame statistics are kept alongside while 
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -52,6 +51,7 @@ import numpy as np
 from pipeline.errors import InputError, UsageError
 from pipeline.face.detect import Box, Detector, check_pixels, make_detector, pick_face
 from pipeline.stages import video_in
+from pipeline.tools.flow import consistent_mask, resize_flow, warp_backward, work_size
 
 __all__ = ["FlickerMeter", "FlickerReport", "consistent_mask", "flicker", "warp_backward"]
 
@@ -63,7 +63,6 @@ FLOW_SIZE = 640  # long side of the working size for optical flow
 DETECT_EVERY = 5
 BOX_MARGIN = 0.2  # detector boxes grow by this fraction of their width and height
 MOTION_THRESHOLD = 0.5  # working-size pixels per frame: "the input moves here"
-_FB_REL, _FB_ABS = 0.01, 0.5  # forward-backward consistency constants (pixels squared)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,62 +134,6 @@ class FlickerReport:
         lines.append("warping error: mean |difference| per RGB channel, 0-255 levels; lower is steadier")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Flow, warp, consistency (pure numpy / OpenCV)
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates x, y, each [h, w] float32 (cached: read-only)."""
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    xs.setflags(write=False)
-    ys.setflags(write=False)
-    return xs, ys
-
-
-def warp_backward(src: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``out(x) = src(x + flow(x))``, bilinear; ``src`` [H, W] or [H, W, C], ``flow`` [H, W, 2] (dx, dy).
-
-    Samples outside ``src`` repeat its border (callers mask them with :func:`consistent_mask`).
-    """
-    xs, ys = _grid(*flow.shape[:2])
-    return cv2.remap(src, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
-
-
-def consistent_mask(flow: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """[H, W] bool: where ``flow`` (this frame -> the other) is trusted.
-
-    ``other`` is the flow in the opposite direction, on the other frame's grid. A pixel is valid
-    when ``x + flow(x)`` is inside the frame and
-    ``|flow(x) + other(x + flow(x))|^2 < 0.01 (|flow(x)|^2 + |other(x + flow(x))|^2) + 0.5``.
-    """
-    h, w = flow.shape[:2]
-    xs, ys = _grid(h, w)
-    tx, ty = xs + flow[..., 0], ys + flow[..., 1]
-    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    back = cv2.remap(other, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # [H, W, 2]
-    round_trip = ((flow + back) ** 2).sum(-1)
-    bound = _FB_REL * ((flow ** 2).sum(-1) + (back ** 2).sum(-1)) + _FB_ABS
-    return inside & (round_trip < bound)
-
-
-def _resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Flow [h, w, 2] in working pixels -> [H, W, 2] in pixels of ``size`` (W, H)."""
-    h, w = flow.shape[:2]
-    if (w, h) == size:
-        return flow
-    up = cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR)
-    up[..., 0] *= size[0] / w
-    up[..., 1] *= size[1] / h
-    return up
-
-
-def _work_size(w: int, h: int, flow_size: int) -> tuple[int, int]:
-    s = min(1.0, flow_size / max(w, h))
-    return max(1, round(w * s)), max(1, round(h * s))
 
 
 def _box_mask(box: Box | None, w: int, h: int, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray | None:
@@ -302,7 +245,7 @@ class FlickerMeter:
         h, w = input_pixels.shape[:2]
         if self.input_size is None:
             self.input_size, self.output_size = (w, h), (output_pixels.shape[1], output_pixels.shape[0])
-            self.work_size = _work_size(w, h, self.flow_size)
+            self.work_size = work_size(w, h, self.flow_size)
         elif self.input_size != (w, h):
             raise InputError(f"input frame {self.frames} is {w}x{h}, earlier frames are "
                              f"{self.input_size[0]}x{self.input_size[1]}")
@@ -326,7 +269,7 @@ class FlickerMeter:
         f_fw = self._flow(gi0, gi1)  # t-1 -> t
         f_out = self._flow(go1, go0)  # output t -> t-1
         valid_w = consistent_mask(f_bw, f_fw)  # [h, w]
-        flow = _resize_flow(f_bw, (w, h))  # [H, W, 2] input pixels
+        flow = resize_flow(f_bw, (w, h))  # [H, W, 2] input pixels
         valid = valid_w if (ww, wh) == (w, h) else \
             cv2.resize(valid_w.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
         err_in = np.abs(in1.astype(np.float32) - warp_backward(in0, flow)).mean(-1)  # [H, W]
