@@ -1,4 +1,5 @@
-"""Shared fixtures: where ../shared lives, devices to test on, per-dtype tolerances."""
+"""Shared fixtures: where ../shared lives (media, golden), devices to test on, per-dtype tolerances, the
+tiny random checkpoint and model, a real face clip."""
 from __future__ import annotations
 
 import os
@@ -62,3 +63,35 @@ def media_dir() -> Path:
     if not MEDIA.is_dir():
         pytest.skip("../shared/media is not beside the checkout")
     return MEDIA
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt_path(tmp_path_factory) -> Path:
+    """A random checkpoint of the ``tiny`` preset (seed 7) on disk."""
+    from pipeline import make_random_checkpoint, save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(make_random_checkpoint("tiny", seed=7), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_ckpt_path):
+    """The tiny checkpoint loaded (fp32, CPU); tests must not change it."""
+    from pipeline import load_model
+
+    return load_model(tiny_ckpt_path)
+
+
+@pytest.fixture(scope="session")
+def face_photo(media_dir) -> Path:
+    """A real photo with one face (../shared/media)."""
+    return media_dir / "ILip77SbmOE.png"
+
+
+@pytest.fixture(scope="session")
+def face_clip_path(face_photo, tmp_path_factory) -> Path:
+    """4 frames (10/s) of the real face photo drifting right 2 px a frame, H.264 with a mono AAC tone."""
+    from tests.clips import face_clip
+
+    return face_clip(face_photo, tmp_path_factory.mktemp("clips") / "face.mp4", frames=4)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import av
 import cv2
-import numpy as np
 import pytest
 
 from pipeline import make_random_checkpoint, save_checkpoint
+from tests.clips import face_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,32 +32,6 @@ def error_line(proc, code):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return save_checkpoint(make_random_checkpoint("tiny", 3), tmp_path_factory.mktemp("m") / "tiny.pt")
-
-
-def face_clip(photo: Path, path: Path, frames: int = 4, audio: bool = True) -> Path:
-    """A short clip of a real photo drifting right by 2 px a frame, with a sine audio track."""
-    pixels = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-    h, w = pixels.shape[:2]
-    h, w = h - h % 2, w - w % 2
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
-        sound = out.add_stream("aac", rate=48000) if audio else None
-        if sound is not None:
-            sound.layout = "mono"
-        for i in range(frames):
-            shifted = np.roll(pixels[:h, :w], 2 * i, axis=1)
-            out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(shifted), format="rgb24")))
-        out.mux(video.encode())
-        if sound is not None:
-            t = np.arange(int(48000 * frames / 10)) / 48000
-            wave = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for s in range(0, wave.shape[1], 1024):
-                f = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, s:s + 1024]), format="fltp", layout="mono")
-                f.sample_rate = 48000
-                out.mux(sound.encode(f))
-            out.mux(sound.encode())
-    return path
 
 
 def streams(path):
@@ -156,11 +130,11 @@ def test_config_file_defaults_and_command_line_wins(tmp_path, tiny, media_dir):
 
 
 def test_audio_only_and_corrupt_tail(tmp_path, tiny, media_dir):
-    from tests.pipeline.clips import make_audio_only
+    from tests.clips import make_audio_only
 
     audio = make_audio_only(tmp_path / "voice.m4a")
     assert "video" in error_line(run("convert", audio, "--model", tiny), 4)
-    from tests.pipeline.clips import make_clip, truncate
+    from tests.clips import make_clip, truncate
 
     src = truncate(make_clip(tmp_path / "t.mkv", frames=30, options={"g": "5"}), 0.6)
     out = tmp_path / "out.mp4"

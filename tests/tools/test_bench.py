@@ -7,7 +7,7 @@ import json
 import av
 import pytest
 
-from pipeline import NoFaceError, build_model, make_random_checkpoint
+from pipeline import NoFaceError
 from pipeline.convert import ConvertConfig
 from pipeline.errors import UsageError
 from pipeline.stages.detect_crop import FaceConfig
@@ -17,8 +17,8 @@ FRAMES = 4
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_model(make_random_checkpoint("tiny", 0))
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Model fixtures: golden checkpoints rebuilt from the recipe (one at a time: 1.2 GB each) and a tiny
-random checkpoint on disk."""
+"""Model fixtures: golden checkpoints rebuilt from the recipe (one at a time: 1.2 GB each), random
+input frames. (The tiny checkpoint and model are shared: tests/conftest.py.)"""
 from __future__ import annotations
 
 import gc
@@ -7,7 +7,7 @@ import gc
 import pytest
 import torch
 
-from pipeline import build_model, make_random_checkpoint, save_checkpoint
+from pipeline import build_model
 
 
 class _OneSlotModels:
@@ -36,20 +36,6 @@ def golden_models(recipe):
     slot = _OneSlotModels(recipe)
     yield slot
     slot.model = None
-
-
-@pytest.fixture(scope="session")
-def tiny_ckpt_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(make_random_checkpoint("tiny", seed=7), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tiny_ckpt_path):
-    from pipeline import load_model
-
-    return load_model(tiny_ckpt_path)
 
 
 def frames(batch: int, h: int, w: int, seed: int = 0, channels: int = 3) -> torch.Tensor:

@@ -9,14 +9,14 @@ from pipeline.face.align import crop_params, eye_centres
 from pipeline.face.detect import Face
 from pipeline.face.filters import OneEuroFilter
 from pipeline.face.track import FaceTracker, TrackerConfig, robust_scale
-from tests.pipeline.test_align import synthetic_landmarks
+from pipeline.tools.synthetic import face_landmarks
 
 H, W = 720, 1280
 
 
 def make_face(centre: tuple[float, float], eye_dist: float = 64.0, noise: float = 0.0,
               rng: np.random.Generator | None = None) -> Face:
-    lm = synthetic_landmarks(centre, eye_dist)
+    lm = face_landmarks(centre, eye_dist)
     if noise:
         lm = lm + (rng or np.random.default_rng()).normal(0.0, noise, lm.shape)
     x, y = centre

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from pipeline.daemon.journal import Journal, JournalError
-from tests.pipeline.clips import make_clip
+from tests.clips import make_clip
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX daemon (signals, flock)")
 
 

@@ -1,7 +1,7 @@
 """The convert runner end to end: frame counts, timestamps, audio, paste-back, nothing left behind.
 
-A stub detector puts a fixed face on chosen frames so these tests need no detector model and run
-on tiny synthetic clips; tests with real faces use ../shared/media and the dlib detector.
+A fixed-face detector (pipeline.tools.synthetic) puts a synthetic face on chosen frames so these tests
+need no detector model and run on tiny synthetic clips; tests with real faces use ../shared/media and the dlib detector.
 """
 from __future__ import annotations
 
@@ -14,45 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import InputError, NoFaceError, OutputError, build_model, make_random_checkpoint
+from pipeline import InputError, NoFaceError, OutputError
 from pipeline.convert import ConvertConfig, convert_file
 from pipeline.face.detect import Face
 from pipeline.stages.detect_crop import FaceConfig
 from pipeline.stages.paste import PasteConfig
 from pipeline.stages.video_out import VideoOutConfig
-
-from .clips import audio_span, make_clip
+from pipeline.tools.synthetic import FixedFaceDetector, synthetic_face
+from tests.clips import audio_span, make_clip
 
 LOSSLESS = VideoOutConfig(codec="ffv1", pix_fmt="bgr0")
 
 
-def synthetic_face(cx: float, cy: float, eye_dist: float) -> Face:
-    """68 landmarks with the eyes ``eye_dist`` apart around (cx, cy) and a mouth below."""
-    lm = np.zeros((68, 2), np.float32)
-    lm[:, 0], lm[:, 1] = cx, cy + eye_dist
-    lm[36:42] = (cx - eye_dist / 2, cy)
-    lm[42:48] = (cx + eye_dist / 2, cy)
-    lm[48] = (cx - eye_dist / 3, cy + eye_dist)
-    lm[54] = (cx + eye_dist / 3, cy + eye_dist)
-    half = eye_dist
-    return Face(box=(cx - half, cy - half, cx + half, cy + 2 * half), landmarks=lm, score=1.0)
-
-
-class StubDetector:
-    """Finds one face on the frames whose index is in ``on`` (all frames when None)."""
-
-    def __init__(self, face: Face, on: set[int] | None = None) -> None:
-        self.face, self.on, self.calls = face, on, 0
-
-    def detect(self, pixels: np.ndarray) -> list[Face]:
-        i = self.calls
-        self.calls += 1
-        return [self.face] if self.on is None or i in self.on else []
-
-
 @pytest.fixture(scope="module")
-def model():
-    return build_model(make_random_checkpoint("tiny", seed=11))
+def model(tiny_model):
+    return tiny_model
 
 
 def decode(path):
@@ -67,7 +43,7 @@ def test_full_mode_keeps_frames_timestamps_and_audio(tmp_path, model):
     src = make_clip(tmp_path / "in.mkv", size=(96, 80), pts=pts, time_base=Fraction(1, 20), fps=10,
                     audio=True, codec="ffv1", pix_fmt="bgr0")
     dst = tmp_path / "out.mkv"
-    det = StubDetector(synthetic_face(48, 36, 40), on={0, 1, 2, 3, 5, 6, 7})   # lost on frame 4
+    det = FixedFaceDetector(synthetic_face(48, 36, 40), on={0, 1, 2, 3, 5, 6, 7})   # lost on frame 4
     result = convert_file(src, dst, model, det, ConvertConfig(video_out=LOSSLESS))
     assert result.frames_in == result.frames_out == len(pts)
     assert result.frames_with_face == 7
@@ -82,8 +58,8 @@ def test_full_mode_keeps_frames_timestamps_and_audio(tmp_path, model):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv"]
 
 
-class ThreadRecordingDetector(StubDetector):
-    """A stub detector that notes the thread it runs on, and can fail on one call."""
+class ThreadRecordingDetector(FixedFaceDetector):
+    """A fixed-face detector that notes the thread it runs on, and can fail on one call."""
 
     def __init__(self, face: Face, fail_at: int | None = None) -> None:
         super().__init__(face)
@@ -135,7 +111,7 @@ class StopAt:
 
 def test_an_error_in_the_main_thread_also_stops_face_finding(tmp_path, model):
     src = make_clip(tmp_path / "in.mp4", frames=30, size=(96, 80))
-    det = StubDetector(synthetic_face(48, 36, 40))
+    det = FixedFaceDetector(synthetic_face(48, 36, 40))
     try:
         convert_file(src, tmp_path / "out.mp4", model, det, ConvertConfig(), progress=StopAt(3))
     except KeyboardInterrupt:
@@ -151,18 +127,14 @@ def test_an_error_in_the_main_thread_also_stops_face_finding(tmp_path, model):
 def test_paste_on_the_device_gives_the_same_video(tmp_path, model):
     """The CUDA route (paste and YUV conversion where the crops are, planes to the encoder), run on
     the CPU: same frames, timestamps and audio as the host route, pictures within 4:2:0 rounding."""
-    from pipeline.stages.generate import GenerateConfig
-
     pts = [0, 2, 3, 7, 8, 12]
     src = make_clip(tmp_path / "in.mkv", size=(96, 80), pts=pts, time_base=Fraction(1, 20), fps=10,
                     audio=True, codec="ffv1", pix_fmt="bgr0")
     out = {}
     for route, cfg in (("host", ConvertConfig(video_out=VideoOutConfig(codec="ffv1"))),
-                       ("device", ConvertConfig(video_out=VideoOutConfig(codec="ffv1"),
-                                                generate=GenerateConfig(on_device=True),
-                                                paste=PasteConfig(device="cpu")))):
+                       ("device", ConvertConfig(video_out=VideoOutConfig(codec="ffv1"), paste_on="device"))):
         dst = tmp_path / f"{route}.mkv"
-        det = StubDetector(synthetic_face(48, 36, 40), on={0, 1, 2, 4, 5})           # lost on frame 3
+        det = FixedFaceDetector(synthetic_face(48, 36, 40), on={0, 1, 2, 4, 5})           # lost on frame 3
         result = convert_file(src, dst, model, det, cfg)
         assert result.frames_out == len(pts) and result.frames_with_face == 5
         out[route] = decode(dst)
@@ -200,7 +172,7 @@ def test_code_every_runs_the_codes_pass_on_key_frames_and_holds_between(tmp_path
         return real_codes(x2)
 
     with read(src, VideoInConfig()) as frames:
-        located = list(locate_faces(frames, (96, 80), 10, StubDetector(synthetic_face(48, 36, 40)), cfg))
+        located = list(locate_faces(frames, (96, 80), 10, FixedFaceDetector(synthetic_face(48, 36, 40)), cfg))
     assert [rec.faces[0].aligned is not None for rec in located] == [i % 3 == 0 for i in range(8)]
     model.codes = counting_codes
     try:
@@ -222,7 +194,7 @@ def test_paste_touches_only_the_crop_window(tmp_path, model):
     # eyes 64 px apart -> scale 1; the crop window is +-256 px around the eyes clipped to the frame,
     # so with a wide frame and padding 24 it covers only the middle
     cfg = ConvertConfig(face=FaceConfig(padding=24), video_out=LOSSLESS)
-    convert_file(src, dst, model, StubDetector(synthetic_face(80, 40, 64)), cfg)
+    convert_file(src, dst, model, FixedFaceDetector(synthetic_face(80, 40, 64)), cfg)
     (_, a), _ = decode(src)[0][0], None
     out = decode(dst)[0][0][1]
     diff = np.abs(out.astype(int) - a.astype(int)).sum(axis=2)
@@ -235,7 +207,7 @@ def test_crop_mode_writes_the_4x_crop(tmp_path, model):
     src = make_clip(tmp_path / "in.mp4", frames=4, size=(96, 80))
     dst = tmp_path / "out.mp4"
     cfg = ConvertConfig(paste=PasteConfig(mode="crop"))
-    result = convert_file(src, dst, model, StubDetector(synthetic_face(48, 36, 64)), cfg)
+    result = convert_file(src, dst, model, FixedFaceDetector(synthetic_face(48, 36, 64)), cfg)
     frames, _ = decode(dst)
     assert result.frames_out == len(frames) == 4
     h, w = frames[0][1].shape[:2]
@@ -246,9 +218,9 @@ def test_no_face_anywhere_fails_and_leaves_nothing(tmp_path, model):
     src = make_clip(tmp_path / "in.mp4", frames=3)
     dst = tmp_path / "out.mp4"
     with pytest.raises(NoFaceError, match="no face"):
-        convert_file(src, dst, model, StubDetector(synthetic_face(0, 0, 1), on=set()), ConvertConfig())
+        convert_file(src, dst, model, FixedFaceDetector(synthetic_face(0, 0, 1), on=set()), ConvertConfig())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
-    result = convert_file(src, dst, model, StubDetector(synthetic_face(0, 0, 1), on=set()),
+    result = convert_file(src, dst, model, FixedFaceDetector(synthetic_face(0, 0, 1), on=set()),
                           ConvertConfig(no_face="pass"))
     assert result.frames_out == 3 and dst.exists()
 
@@ -256,7 +228,7 @@ def test_no_face_anywhere_fails_and_leaves_nothing(tmp_path, model):
 def test_drop_lost_frames(tmp_path, model):
     src = make_clip(tmp_path / "in.mp4", frames=6, size=(96, 80))
     dst = tmp_path / "out.mp4"
-    det = StubDetector(synthetic_face(48, 36, 40), on={0, 1, 4, 5})
+    det = FixedFaceDetector(synthetic_face(48, 36, 40), on={0, 1, 4, 5})
     result = convert_file(src, dst, model, det, ConvertConfig(drop_lost=True))
     frames, tb = decode(dst)
     assert result.frames_out == len(frames) == 4
@@ -267,7 +239,7 @@ def test_existing_output_refused_before_any_work(tmp_path, model):
     src = make_clip(tmp_path / "in.mp4", frames=2)
     dst = tmp_path / "out.mp4"
     dst.write_bytes(b"keep me")
-    det = StubDetector(synthetic_face(32, 20, 30))
+    det = FixedFaceDetector(synthetic_face(32, 20, 30))
     with pytest.raises(OutputError, match="exists"):
         convert_file(src, dst, model, det, ConvertConfig())
     assert dst.read_bytes() == b"keep me" and det.calls == 0
@@ -283,18 +255,10 @@ def test_batched_equals_unbatched(tmp_path, model):
         dst = tmp_path / f"out{b}.mkv"
         cfg = ConvertConfig(invert=InvertConfig(batch_size=b), generate=GenerateConfig(batch_size=b),
                             video_out=LOSSLESS)
-        convert_file(src, dst, model, StubDetector(synthetic_face(48, 36, 40)), cfg)
+        convert_file(src, dst, model, FixedFaceDetector(synthetic_face(48, 36, 40)), cfg)
         outs.append(decode(dst)[0])
     for (p1, a), (p3, b) in zip(*outs, strict=True):
         assert p1 == p3 and np.abs(a.astype(int) - b.astype(int)).max() <= 1
-
-
-class TwoFaces:
-    def __init__(self) -> None:
-        self.faces = [synthetic_face(40, 40, 24), synthetic_face(120, 40, 24)]
-
-    def detect(self, pixels: np.ndarray) -> list[Face]:
-        return list(self.faces)
 
 
 def test_all_faces_are_stylized(tmp_path, model):
@@ -303,7 +267,8 @@ def test_all_faces_are_stylized(tmp_path, model):
     for mode in ("largest", "all"):
         dst = tmp_path / f"{mode}.mkv"
         cfg = ConvertConfig(face=FaceConfig(faces=mode, padding=24), video_out=LOSSLESS)
-        convert_file(src, dst, model, TwoFaces(), cfg)
+        two = FixedFaceDetector(synthetic_face(40, 40, 24), synthetic_face(120, 40, 24))
+        convert_file(src, dst, model, two, cfg)
         outs[mode] = decode(dst)[0][0][1].astype(int)
     original = decode(src)[0][0][1].astype(int)
     changed = {m: np.abs(o - original).sum(axis=2) > 0 for m, o in outs.items()}

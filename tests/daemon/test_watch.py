@@ -1,171 +1,27 @@
-"""The watch daemon in-process with a stub converter (no model): names, the settle rule, the event and
-polling sources, sd_notify, and the job loop (done/, failed/, retries, exactly once, stop, recovery)."""
+"""The watch daemon in-process with a stub converter (no model): the job loop (done/, failed/, retries,
+exactly once, stop, recovery, one daemon per inbox, systemd notifications). The inbox and sd_notify
+have their own files; `facestyle watch` as a process is test_watch_process.py."""
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from pipeline.convert import ConvertResult
-from pipeline.daemon.inbox import FolderInUse, InboxWatcher, Settler, free_name, is_candidate, remove_stale_partials
+from pipeline.daemon.inbox import FolderInUse
 from pipeline.daemon.journal import Journal
 from pipeline.daemon.sdnotify import Notifier
 from pipeline.daemon.watch import WatchConfig, WatchDaemon, WatchError
 from pipeline.errors import InputError
 from pipeline.media.atomic import atomic_output
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.mark.parametrize("name,ok", [
-    ("clip.mp4", True), ("photo.JPG", True), ("notes.txt", True), ("noext", True),
-    (".hidden.mp4", False), ("clip.mp4.part", False), ("clip.mp4.crdownload", False), ("clip.tmp", False),
-    ("~lock.mp4", False), ("clip.mp4~", False), (".clip.123-abcdef12.partial.mp4", False), ("Thumbs.db", False),
-    ("x.partial.mp4", False), ("x.mp4.error.json", False),
-])
-def test_candidate_names(name, ok):
-    assert is_candidate(name) is ok
-
-
-def test_free_name(tmp_path):
-    assert free_name(tmp_path / "a.mp4") == tmp_path / "a.mp4"
-    (tmp_path / "a.mp4").touch()
-    assert free_name(tmp_path / "a.mp4") == tmp_path / "a-2.mp4"
-    assert free_name(tmp_path / "a.mp4", {tmp_path / "a-2.mp4"}) == tmp_path / "a-3.mp4"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_settle_rule(tmp_path):
-    clock = Clock()
-    s = Settler(settle=2.0, closed_settle=0.5, clock=clock)
-    f = tmp_path / "a.mp4"
-    f.write_bytes(b"x")
-    s.seen(f)
-    clock.t = 1.9
-    assert s.complete() == []
-    with open(f, "ab") as fh:                      # still growing: the timer starts again
-        fh.write(b"more")
-    clock.t = 3.0
-    assert s.complete() == []
-    clock.t = 4.9
-    assert s.complete() == []
-    clock.t = 5.0
-    assert [p for p, _ in s.complete()] == [f]
-    s.seen(f)                                      # the same version is not handed out twice
-    clock.t = 10.0
-    assert s.complete() == []
-    g = tmp_path / "b.mp4"                        # closed after writing: shorter settle
-    g.write_bytes(b"y")
-    s.seen(g, closed=True)
-    clock.t = 10.5
-    assert [p for p, _ in s.complete()] == [g]
-    h = tmp_path / "c.mp4"
-    h.write_bytes(b"z")
-    s.seen(h)
-    h.unlink()                                     # gone before it settled
-    clock.t = 20.0
-    assert s.complete() == [] and len(s) == 0
-
-
-@pytest.mark.parametrize("poll", [None, 0.05], ids=["events", "polling"])
-def test_watcher_sees_existing_new_and_renamed_files(tmp_path, poll):
-    (tmp_path / "there.mp4").write_bytes(b"1")
-    (tmp_path / ".hidden.mp4").write_bytes(b"1")
-    (tmp_path / "sub").mkdir()
-    w = InboxWatcher(tmp_path, poll=poll)
-    w.start()
-    seen: set[str] = set()
-    try:
-        first = w.changes()
-        assert first.listing == {tmp_path / "there.mp4"}
-        seen |= {p.name for p, _ in first.named}
-        (tmp_path / "new.mp4").write_bytes(b"2")
-        (tmp_path / "x.mp4.part").write_bytes(b"3")
-        os.rename(tmp_path / "x.mp4.part", tmp_path / "renamed.mp4")
-        (tmp_path / "sub" / "deep.mp4").write_bytes(b"4")
-
-        def saw_all():
-            seen.update(p.name for p, _ in w.changes().named)
-            return {"new.mp4", "renamed.mp4"} <= seen
-        wait_for(saw_all, 10, "events")
-    finally:
-        w.close()
-    assert seen == {"there.mp4", "new.mp4", "renamed.mp4"}
-    assert w.mode == ("file-system events" if poll is None else "polling every 0.05 s")
-
-
-@contextmanager
-def notify_socket(tmp_path, abstract=False):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    name = f"@facestyle-test-{uuid.uuid4().hex}" if abstract else str(tmp_path / "notify.sock")
-    sock.bind("\0" + name[1:] if abstract else name)
-    sock.settimeout(5)
-    try:
-        yield name, sock
-    finally:
-        sock.close()
-
-
-def messages(sock):
-    out = []
-    sock.setblocking(False)
-    try:
-        while True:
-            out.append(sock.recv(4096).decode())
-    except BlockingIOError:
-        pass
-    sock.settimeout(5)
-    return out
-
-
-@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
-def test_sd_notify(tmp_path, abstract):
-    clock = Clock()
-    with notify_socket(tmp_path, abstract) as (name, sock):
-        n = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "2000000"}, clock=clock)
-        assert n.enabled and n.watchdog_interval == 1.0
-        n.ready("idle")
-        assert sock.recv(4096) == b"READY=1\nSTATUS=idle"
-        n.ping()
-        n.ping()                                   # too soon: not sent again
-        clock.t = 1.0
-        n.ping()
-        n.status("busy")
-        n.status("busy")
-        n.stopping()
-        assert messages(sock) == ["WATCHDOG=1", "WATCHDOG=1", "STATUS=busy", "STOPPING=1"]
-    other_pid = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
-    assert other_pid.watchdog_interval is None
-    off = Notifier({})
-    assert not off.enabled and off.send("READY=1") is False
-    off.ping()
-    assert Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody")}).send("READY=1") is False
-
-
-# -- the daemon with a stub converter -----------------------------------------------------------------
+from tests.daemon.helpers import messages, notify_socket, wait_for
 
 
 def stub_converter(frames=1, delay=0.0, calls=None):
@@ -382,13 +238,3 @@ def test_notifies_systemd(boxes, tmp_path):
             time.sleep(0.3)
         got = messages(sock)
     assert got.count("WATCHDOG=1") >= 2 and any(m.startswith("STOPPING=1") for m in got)
-
-
-def test_stale_partials_of_live_writers_are_kept(tmp_path):
-    mine = tmp_path / f".a.{os.getpid()}-0123abcd.partial.mp4"
-    live = tmp_path / ".b.1-0123abcd.partial.mp4"                    # pid 1 is alive
-    other = tmp_path / ".notes.txt"
-    for p in (mine, live, other):
-        p.touch()
-    assert remove_stale_partials(tmp_path) == [mine]
-    assert live.exists() and other.exists()

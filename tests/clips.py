@@ -1,4 +1,5 @@
-"""Tiny synthetic clips for the video_in / video_out tests, made with PyAV (no asset files).
+"""Test clips, written by the one clip writer (:func:`pipeline.tools.synthetic.write_clip`), and
+what only tests need around them: reading a frame's index back, damaging files, audio spans.
 
 Every frame shows an upright picture: a red band over the top quarter (so a test can tell which
 way is up) and a grey body whose level encodes the frame index (``frame_index`` reads it back
@@ -12,7 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
+
+from pipeline.tools.synthetic import Tone, write_clip
 
 RED = (255, 0, 0)
 _STEP = 8  # grey levels between consecutive frame indices
@@ -60,84 +64,34 @@ def make_clip(
     creation_time: str | None = None,
     options: dict[str, str] | None = None,
 ) -> Path:
-    """Write a clip whose display size is ``size`` (w, h) and return its path.
-
-    ``pts`` (in ``time_base``, default 1/fps) gives irregular timestamps for VFR clips.
-    ``rotation`` (counter-clockwise degrees, as FFmpeg reports it) stores the picture turned
-    clockwise by that angle plus a display matrix that turns it back. ``audio`` adds a sine
-    track as long as the video (or ``audio_seconds``); ``subtitles`` adds one subrip cue
-    (Matroska only).
-    """
-    path = Path(path)
-    w, h = size
-    stored_w, stored_h = (h, w) if rotation % 180 else (w, h)
-    tb = time_base or Fraction(1, fps)
-    stamps = pts if pts is not None else list(range(frames))
-    with av.open(str(path), "w") as out:
-        if creation_time:
-            out.metadata["creation_time"] = creation_time
-        video = out.add_stream(codec, rate=fps)
-        video.width, video.height, video.pix_fmt = stored_w, stored_h, pix_fmt
-        video.codec_context.time_base = tb
-        video.time_base = tb
-        opts = {"crf": "12"} if codec in ("libx264", "libx265") else {}
-        if codec == "libx265":
-            opts["x265-params"] = "log-level=error"
-        video.options = {**opts, **(options or {})}
-        if rotation:
-            video.set_display_rotation(rotation)
-        sound = None
-        if audio:
-            sound = out.add_stream(audio_codec, rate=sample_rate)
-            sound.layout = "mono"
-        sub = out.add_mux_stream("subrip") if subtitles else None
-        if sub is not None:
-            sub.time_base = Fraction(1, 1000)
-
-        for i, stamp in enumerate(stamps):
-            picture = np.rot90(upright_picture(i, size), k=-(rotation // 90))
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
-            frame.pts = stamp
-            frame.time_base = tb
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-
-        if sound is not None:
-            seconds = audio_seconds if audio_seconds is not None else float((stamps[-1] + 1) * tb)
-            _write_sine(out, sound, sample_rate, seconds)
-        if sub is not None:
-            cue = av.Packet(b"hello")
-            cue.stream = sub
-            cue.pts = cue.dts = 100
-            cue.duration = 300
-            cue.time_base = Fraction(1, 1000)
-            out.mux(cue)
-    return path
-
-
-def _write_sine(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
-                rate: int, seconds: float) -> None:
-    total = round(seconds * rate)
-    t = np.arange(total, dtype=np.float32) / rate
-    wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]  # [1, N]
-    for start in range(0, total, 1024):
-        chunk = np.ascontiguousarray(wave[:, start : start + 1024])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
-        frame.time_base = Fraction(1, rate)
-        out.mux(stream.encode(frame))
-    out.mux(stream.encode())
+    """A clip of :func:`upright_picture` frames whose display size is ``size`` (w, h), written by
+    :func:`pipeline.tools.synthetic.write_clip` (see there for ``pts``, ``rotation`` and
+    ``subtitles``); ``audio`` adds a mono sine track as long as the video (or ``audio_seconds``)."""
+    opts = {"crf": "12"} if codec in ("libx264", "libx265") else {}
+    if codec == "libx265":
+        opts["x265-params"] = "log-level=error"
+    tone = Tone(codec=audio_codec, sample_rate=sample_rate, seconds=audio_seconds) if audio else None
+    return write_clip(path, lambda i: upright_picture(i, size), frames=frames, fps=fps, codec=codec,
+                      pix_fmt=pix_fmt, options={**opts, **(options or {})}, pts=pts, time_base=time_base,
+                      rotation=rotation, audio=tone, subtitles=subtitles, creation_time=creation_time)
 
 
 def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
     """An AAC-only file (no video stream)."""
-    path = Path(path)
-    with av.open(str(path), "w") as out:
-        sound = out.add_stream("aac", rate=48000)
-        sound.layout = "mono"
-        _write_sine(out, sound, 48000, seconds)
-    return path
+    return write_clip(path, None, audio=Tone(seconds=seconds))
+
+
+def face_clip(photo: Path, path: Path, frames: int = 4, audio: bool = True, width: int | None = None) -> Path:
+    """A real photo drifting right by 2 px a frame at 10 frames/s, H.264, with a mono sine track;
+    ``width`` scales the photo down to that width first."""
+    pixels = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    if width is not None and pixels.shape[1] > width:
+        pixels = cv2.resize(pixels, (width, round(pixels.shape[0] * width / pixels.shape[1])),
+                            interpolation=cv2.INTER_AREA)
+    h, w = (n - n % 2 for n in pixels.shape[:2])
+    still = pixels[:h, :w]
+    return write_clip(path, lambda i: np.roll(still, 2 * i, axis=1), frames=frames, fps=10,
+                      audio=Tone(amplitude=0.2) if audio else None)
 
 
 def audio_span(path: Path) -> tuple[float, float] | None:

@@ -1,49 +1,50 @@
-"""batches: grouping by face count and by a pixel budget; the automatic batch settings per device."""
+"""Devices and precision: names, dtypes, the autocast rule on a CPU, and the automatic batch settings
+per device that the conversion configuration takes from them."""
 from __future__ import annotations
 
 import argparse
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
+from pipeline.errors import UsageError
 from pipeline.options import add_convert_options, convert_config
-from pipeline.runtime.batch import batches, crop_pixels
-from pipeline.runtime.device import Precision, default_batch_pixels, default_batch_size, resolve_precision
+from pipeline.runtime.device import (
+    Precision,
+    default_batch_pixels,
+    default_batch_size,
+    resolve_device,
+    resolve_dtype,
+    resolve_precision,
+)
 
 
-def _rec(*sides: int) -> list:
-    """A record carrying one face per side, each with a ``side x side`` crop."""
-    return [SimpleNamespace(pixels=np.zeros((s, s, 3), np.uint8)) for s in sides]
+def test_device_names():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="unknown device"):
+        resolve_device("gpu0")
+    with pytest.raises(UsageError, match="unsupported device"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            resolve_device("cuda")
 
 
-def _sizes(groups: list[list[list]]) -> list[int]:
-    return [len(g) for g in groups]
-
-
-def test_batches_fill_up_to_the_face_count():
-    recs = [_rec(8)] * 7
-    assert _sizes(list(batches(recs, 3, len))) == [3, 3, 1]
-
-
-def test_records_without_faces_ride_along():
-    recs = [_rec(8), _rec(), _rec(8), _rec(8)]
-    assert _sizes(list(batches(recs, 2, len))) == [3, 1]
-
-
-def test_a_pixel_budget_ends_a_batch_before_it_would_overflow():
-    recs = [_rec(128)] * 10 + [_rec(256)] * 3 + [_rec(400)] + [_rec(128)] * 2
-    out = list(batches(recs, 8, len, budget=128 * 128 * 8, weight=crop_pixels))
-    # 8 crops of 128 fill the budget; 2 of 128 + 1 of 256 fit (98304), the 2nd 256 would not;
-    # 2 of 256 fit exactly; a 400 crop alone is over the budget and goes on its own
-    assert _sizes(out) == [8, 3, 2, 1, 2]
-    assert [sum(crop_pixels(r) for r in b) for b in out] == [131072, 98304, 131072, 160000, 32768]
-
-
-def test_a_budget_needs_a_weight():
-    with pytest.raises(ValueError):
-        list(batches([_rec(8)], 2, len, budget=10))
+def test_precisions():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("fp32", cpu) == Precision(torch.float32, None)
+    assert resolve_precision("bf16", cpu) == Precision(torch.float32, torch.bfloat16)     # autocast over fp32
+    assert resolve_precision("bf16", cuda) == Precision(torch.bfloat16, None)             # weights cast
+    assert resolve_precision("fp16", cuda) == Precision(torch.float16, None)
+    with pytest.raises(UsageError, match="bf16"):
+        resolve_dtype("fp16", cpu)
+    with pytest.raises(UsageError, match="unknown precision"):
+        resolve_dtype("fp8", cpu)
+    with Precision(torch.float32, torch.bfloat16).context(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with Precision().context(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
 def _cfg(*argv: str, precision: str = "fp32"):
@@ -84,17 +85,16 @@ def test_cuda_pastes_on_the_device_when_the_output_is_4_2_0(monkeypatch):
         return convert_config(ap.parse_args(list(argv)), cuda, Precision(torch.float16))
 
     on = cfg()
-    assert on.paste.device == "cuda" and on.generate.on_device
+    assert on.paste_device(cuda) == cuda
+    assert on.paste_device(cuda, is_image=True) is None                    # a photo is written from RGB
     assert on.generate.batch_size == 16 and on.generate.batch_pixels == 8 * 2**30 // 2 // (6 * 1024)
     for argv in (["--codec", "prores"], ["--output-mode", "crop"], ["--pix-fmt", "yuv444p"]):
         off = cfg(*argv)
-        assert off.paste.device is None and not off.generate.on_device, argv
-    assert _cfg().paste.device is None                                   # never on a CPU
+        assert off.paste_device(cuda) is None, argv
+    assert _cfg().paste_device(torch.device("cpu")) is None              # never on a CPU
 
 
 def test_code_every_must_be_positive():
-    from pipeline.errors import UsageError
-
     assert _cfg("--code-every", "3").invert.code_every == 3
     with pytest.raises(UsageError, match="code_every"):
         _cfg("--code-every", "0")

@@ -18,7 +18,7 @@ from pipeline.errors import OutputError, UsageError
 from pipeline.stages import video_out
 from pipeline.stages.video_in import VideoInConfig, probe, read
 from pipeline.stages.video_out import VideoOutConfig, VideoWriter, check_destination, write, write_image
-from tests.pipeline.clips import (
+from tests.clips import (
     audio_span,
     frame_index,
     make_clip,

@@ -13,7 +13,7 @@ import pytest
 from pipeline.errors import InputError, UsageError
 from pipeline.media.media_info import Orientation
 from pipeline.stages.video_in import DecodeReport, Frame, VideoInConfig, probe, read
-from tests.pipeline.clips import (
+from tests.clips import (
     frame_index,
     garble,
     make_audio_only,

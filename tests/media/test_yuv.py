@@ -10,8 +10,7 @@ import torch
 from pipeline.media.yuv import rgb_to_yuv420
 from pipeline.stages.video_in import read
 from pipeline.stages.video_out import VideoOutConfig, VideoWriter, fit_planes
-
-from .clips import make_clip
+from tests.clips import make_clip
 
 
 def _smooth_picture(h: int, w: int, seed: int = 0) -> np.ndarray:

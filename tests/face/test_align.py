@@ -1,8 +1,6 @@
 """Crop parameters (spec 9.1) and FFHQ alignment (spec 9.2) on synthetic landmarks."""
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import pytest
@@ -23,56 +21,18 @@ from pipeline.face.align import (
     frame_to_aligned,
     frame_to_crop,
 )
-
-# Canonical face: eye centres at (-0.5, 0) and (0.5, 0) (eye distance 1), mouth corners at (+-0.4, 1.1).
-_EYE = np.array([(-0.15, 0.0), (-0.06, -0.06), (0.06, -0.06), (0.15, 0.0), (0.06, 0.06), (-0.06, 0.06)])
-
-
-def _template() -> np.ndarray:
-    # 0 = image-left temple .. 8 = chin .. 16 = image-right temple
-    jaw = [(math.cos(a), 0.2 + 1.2 * math.sin(a)) for a in np.linspace(math.pi, 0, 17)]
-    brows = [(-0.8 + 0.13 * i, -0.3) for i in range(5)] + [(0.28 + 0.13 * i, -0.3) for i in range(5)]
-    nose = [(0.0, 0.1 + 0.13 * i) for i in range(4)] + [(-0.15 + 0.075 * i, 0.65) for i in range(5)]
-    eyes = list(_EYE + (-0.5, 0.0)) + list(_EYE + (0.5, 0.0))
-    outer = [(-0.4 + 0.8 * i / 6, 1.1 + 0.12 * math.sin(math.pi * i / 6)) for i in range(7)]
-    outer += [(0.4 - 0.8 * i / 6, 1.1 + 0.12 * math.sin(math.pi * i / 6)) for i in range(1, 6)]
-    inner = [(-0.3 + 0.15 * i, 1.1) for i in range(5)] + [(0.15 - 0.15 * i, 1.13) for i in range(3)]
-    pts = np.array(jaw + brows + nose + eyes + outer + inner, dtype=np.float64)
-    assert pts.shape == (68, 2)
-    return pts
-
-
-TEMPLATE = _template()
-
-
-def synthetic_landmarks(centre: tuple[float, float], eye_dist: float, angle_deg: float = 0.0,
-                        mouth: float = 1.1) -> np.ndarray:
-    """68 dlib-order points: eye midpoint at ``centre``, eye centres ``eye_dist`` apart, rotated by
-    ``angle_deg`` (counter-clockwise on screen), mouth corners ``mouth * eye_dist`` below the eyes."""
-    t = TEMPLATE.copy()
-    t[48:68, 1] += mouth - 1.1
-    a = math.radians(angle_deg)
-    rot = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
-    return (t * eye_dist) @ rot.T + np.asarray(centre, dtype=np.float64)
+from pipeline.tools.synthetic import face_landmarks
 
 
 def exact_landmarks(centre: tuple[float, float], eye_dist: float) -> np.ndarray:
-    """Like :func:`synthetic_landmarks` (upright), with the eye points at integer offsets so the eye
-    centres are exactly ``centre -/+ (eye_dist / 2, 0)`` in floating point (use dyadic values)."""
-    lm = synthetic_landmarks(centre, eye_dist)
+    """Like :func:`~pipeline.tools.synthetic.face_landmarks` (upright), with the eye points at integer
+    offsets so the eye centres are exactly ``centre -/+ (eye_dist / 2, 0)`` in floating point (use dyadic values)."""
+    lm = face_landmarks(centre, eye_dist)
     offsets = np.array([(-9, 0), (-4, -4), (4, -4), (9, 0), (4, 4), (-4, 4)], dtype=np.float64)
     cx, cy = centre
     lm[36:42] = offsets + (cx - eye_dist / 2, cy)
     lm[42:48] = offsets + (cx + eye_dist / 2, cy)
     return lm
-
-
-def test_template_eye_centres():
-    lm = synthetic_landmarks((100.0, 50.0), 40.0)
-    left, right = align.eye_centres(lm)
-    np.testing.assert_allclose(left, (80.0, 50.0), atol=1e-9)
-    np.testing.assert_allclose(right, (120.0, 50.0), atol=1e-9)
-    np.testing.assert_allclose((lm[48] + lm[54]) / 2, (100.0, 94.0), atol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------
@@ -124,7 +84,7 @@ def test_crop_params_clipped_at_border_and_multiples_of_8():
     for _ in range(50):
         h, w = rng.integers(100, 900, size=2)
         c = (rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h)
-        p = crop_params(synthetic_landmarks(c, rng.uniform(20, 120)), int(h), int(w))
+        p = crop_params(face_landmarks(c, rng.uniform(20, 120)), int(h), int(w))
         for v in (p.top, p.bottom, p.left, p.right, p.crop_h, p.crop_w):
             assert v % 8 == 0
         assert 0 <= p.top < p.bottom <= p.h and 0 <= p.left < p.right <= p.w
@@ -144,18 +104,18 @@ def test_crop_params_round_half_to_even():
 def test_crop_params_errors():
     with pytest.raises(InputError):
         crop_params(np.zeros((5, 2)), 100, 100)
-    swapped = synthetic_landmarks((50, 50), 30.0)
+    swapped = face_landmarks((50, 50), 30.0)
     swapped[36:48] = np.concatenate([swapped[42:48], swapped[36:42]])
     with pytest.raises(NoFaceError):
         crop_params(swapped, 100, 100)
     with pytest.raises(NoFaceError):
-        crop_scale(synthetic_landmarks((50, 50), 30.0, angle_deg=90))
+        crop_scale(face_landmarks((50, 50), 30.0, angle_deg=90))
 
 
 def test_apply_crop_matches_resize_and_slice():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, size=(360, 400, 3), dtype=np.uint8)
-    p = crop_params(synthetic_landmarks((190.0, 170.0), 70.0), 360, 400)
+    p = crop_params(face_landmarks((190.0, 170.0), 70.0), 360, 400)
     out = apply_crop(frame, p)
     ref = cv2.resize(frame, (p.w, p.h), interpolation=cv2.INTER_LINEAR)[p.top:p.bottom, p.left:p.right]
     assert out.shape == (p.crop_h, p.crop_w, 3) and out.flags.c_contiguous
@@ -180,7 +140,7 @@ def test_crop_to_frame_on_image_content():
     h, w = 300, 250
     yy, xx = np.mgrid[:h, :w]
     frame = np.stack([xx % 256, yy % 256, np.zeros_like(xx)], axis=-1).astype(np.uint8)
-    p = crop_params(synthetic_landmarks((120.0, 140.0), 75.0), h, w)
+    p = crop_params(face_landmarks((120.0, 140.0), 75.0), h, w)
     crop = apply_crop(frame, p).astype(np.float64)
     pts = np.array([(10.0, 12.0), (100.0, 50.0), (150.0, 200.0)])
     mapped = crop_to_frame(p, pts)
@@ -224,7 +184,7 @@ def _blob_centre(img: np.ndarray, around: np.ndarray, radius: int = 10, bg: int 
 
 
 def test_ffhq_quad_upright_face():
-    lm = synthetic_landmarks((200.0, 150.0), 64.0, mouth=1.1)
+    lm = face_landmarks((200.0, 150.0), 64.0, mouth=1.1)
     quad = ffhq_quad(lm)
     # d = 64, m = 70.4: s = max(128, 126.72) = 128; c = (200, 157.04).
     np.testing.assert_allclose(quad, [[72, 29.04], [72, 285.04], [328, 285.04], [328, 29.04]], atol=1e-9)
@@ -233,7 +193,7 @@ def test_ffhq_quad_upright_face():
 @pytest.mark.parametrize("angle", [0.0, 12.0, -25.0])
 def test_align_face_puts_eyes_at_ffhq_positions(angle):
     eye_dist, mouth = 60.0, 1.15
-    lm = synthetic_landmarks((320.0, 260.0), eye_dist, angle_deg=angle, mouth=mouth)
+    lm = face_landmarks((320.0, 260.0), eye_dist, angle_deg=angle, mouth=mouth)
     eyes = np.array(align.eye_centres(lm))
     img = _blob_image(560, 640, eyes)
     out = align_face(img, lm)
@@ -251,7 +211,7 @@ def test_align_face_pads_near_border(monkeypatch):
     real = align._pad_and_blend
     monkeypatch.setattr(align, "_pad_and_blend", lambda *a: calls.append(a[1]) or real(*a))
     eye_dist, mouth = 50.0, 1.1
-    lm = synthetic_landmarks((40.0, 30.0), eye_dist, mouth=mouth)  # quad reaches ~60 px past the border
+    lm = face_landmarks((40.0, 30.0), eye_dist, mouth=mouth)  # quad reaches ~60 px past the border
     eyes = np.array(align.eye_centres(lm))
     img = _blob_image(200, 220, eyes)
     out = align_face(img, lm)
@@ -268,7 +228,7 @@ def test_align_face_pads_near_border(monkeypatch):
 def test_align_face_no_padding_when_inside(monkeypatch):
     calls = []
     monkeypatch.setattr(align, "_pad_and_blend", lambda *a: calls.append(1))
-    lm = synthetic_landmarks((320.0, 260.0), 50.0)
+    lm = face_landmarks((320.0, 260.0), 50.0)
     out = align_face(_blob_image(560, 640, np.array(align.eye_centres(lm))), lm, size=128)
     assert out.shape == (128, 128, 3) and not calls
 
@@ -276,7 +236,7 @@ def test_align_face_no_padding_when_inside(monkeypatch):
 def test_align_face_shrink_branch():
     # qsize = 4 * 300 = 1200 >= 4 * 256: the image is first shrunk by 2 with Lanczos.
     eye_dist, mouth = 300.0, 1.1
-    lm = synthetic_landmarks((800.0, 700.0), eye_dist, mouth=mouth)
+    lm = face_landmarks((800.0, 700.0), eye_dist, mouth=mouth)
     eyes = np.array(align.eye_centres(lm))
     img = np.full((1500, 1600, 3), 90, dtype=np.uint8)
     for cx, cy in eyes:
@@ -288,7 +248,7 @@ def test_align_face_shrink_branch():
 
 
 def test_align_quad_rejects_bad_pixels():
-    lm = synthetic_landmarks((50.0, 50.0), 20.0)
+    lm = face_landmarks((50.0, 50.0), 20.0)
     with pytest.raises(InputError):
         align_face(np.zeros((100, 100), np.uint8), lm)
     with pytest.raises(InputError):

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from pipeline import Latents
-
-from .conftest import frames
+from tests.model.conftest import frames
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (64, 96), (72, 72), (40, 56)])
