@@ -1,182 +1,202 @@
-"""The convert options: their names, help and defaults, and their mapping onto
-:class:`~pipeline.convert.ConvertConfig`. The one place that owns them.
+"""The convert options: :class:`ConvertOptions`, the one place each of them is written down (name,
+type, default, choices, help), and its mapping onto :class:`~pipeline.convert.ConvertConfig`.
 
-The command line (``convert``, ``watch``, ``bench``, ``submit``) adds them to its parsers; the job
-service and the VapourSynth filter take the same options as a mapping with the Python spelling of
-the flags (``{"style_code": "smoothed", "smooth_strength": "1,0.5,0"}``) and run it through the same
-parser, so every route accepts exactly the same options with the same defaults and checks.
+Every route takes exactly these options with the same defaults and checks, through the one mapper
+in :mod:`pipeline.option_fields`: the command line (``convert``, ``watch``, ``bench``, ``submit``:
+``--style-code smoothed``), the TOML config file (``style-code = "smoothed"``), the job service's
+request (``{"style_code": "smoothed"}``, checked directly) and the VapourSynth filter's keyword
+arguments (``style_code="smoothed"``). Defaults and choices that a stage owns are read from its
+configuration dataclass, not typed again here.
 """
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
+from pipeline.convert import NO_FACE, ConvertConfig
 from pipeline.errors import UsageError
-from pipeline.runtime.device import Precision
+from pipeline.face.detect import DEFAULT_DETECTOR
+from pipeline.media.codecs import CODECS
+from pipeline.option_fields import check_choices, from_mapping, from_namespace, option, options_of, to_mapping
+from pipeline.runtime.device import PRECISIONS, Precision
+from pipeline.stages.detect_crop import FACE_MODES, FaceConfig
+from pipeline.stages.generate import GenerateConfig
+from pipeline.stages.invert import STYLE_CODES, InvertConfig
+from pipeline.stages.paste import MODES, PasteConfig
+from pipeline.stages.smooth import FILTERS, SmoothConfig
+from pipeline.stages.video_in import VideoInConfig
+from pipeline.stages.video_out import VideoOutConfig
 
-# Options that describe the process rather than the job: a job (service, filter) may not set them.
-PROCESS_OPTIONS = ("threads",)
+INFERENCE, FACES, OUTPUT = "inference", "faces", "output"
+
+
+def _group_text(values: tuple[float, float, float]) -> str:
+    """``(1.0, 1.0, 1.0)`` -> ``"1"``; ``(1.0, 0.5, 0.0)`` -> ``"1,0.5,0"``."""
+    parts = [f"{v:g}" for v in values]
+    return parts[0] if len(set(parts)) == 1 else ",".join(parts)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """The options of ``facestyle convert`` (and of every other route that converts), by their
+    Python names; the command line spells them ``--style-code`` and so on.
+
+    Build one with :meth:`from_mapping` (a service request, filter keyword arguments, a TOML table)
+    or :meth:`from_args` (parsed arguments); :meth:`to_config` maps it onto the pipeline's
+    configuration for a device.
+    """
+
+    model: str | None = option(None, "official model name (see 'facestyle models') or a checkpoint path")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", group=INFERENCE)
+    precision: str = option("fp32", "fp16 needs CUDA; bf16 is about 2x faster than fp32 on recent CPUs",
+                            choices=PRECISIONS, group=INFERENCE)
+    batch_size: int = option(
+        0, "faces per batch (0: automatic: on a CPU at most 8 faces and the pixels of 8 crops of 128x128 in fp32 "
+           "or 4 of 256x256 in bf16, which measured fastest there; on CUDA at most 16 faces and what fits in half "
+           "the free memory)", group=INFERENCE)
+    threads: int = option(0, "CPU threads for inference (0: PyTorch default)", group=INFERENCE, job=False)
+    hwaccel: str | None = option(
+        VideoInConfig.hwaccel, "decode with this FFmpeg hardware device type (cuda, vaapi, videotoolbox, ...); "
+                               "falls back to software decoding with a warning when it cannot start",
+        metavar="TYPE", group=INFERENCE)
+    strength: str = option(
+        str(GenerateConfig.strength),
+        "editing models (age, hair): scale of the edit (positive = the trained direction, as the official video "
+        "script; negative reverses it), or keyframes seconds:strength,... for a linear ramp, e.g. 0:0,3:1.2",
+        group=INFERENCE)
+    style_code: str = option(
+        InvertConfig.style_code, "style codes from the first frame's aligned face (official, frozen), from every "
+                                 "frame (follows the face, flickers), or from every frame smoothed over time",
+        choices=STYLE_CODES, group=INFERENCE)
+    code_every: int = option(
+        InvertConfig.code_every, "per-frame and smoothed codes: run the codes pass on every N-th frame only and "
+                                 "hold the codes in between (the smoothing filters the steps); 2 or 3 saves most "
+                                 "of its cost", metavar="N", group=INFERENCE)
+    smooth_filter: str = option(
+        SmoothConfig.filter, "smoothed codes: centred window (latency = window), causal average, or adaptive "
+                             "One-Euro", choices=FILTERS, group=INFERENCE)
+    smooth_strength: str = option(_group_text(SmoothConfig.strength),
+                                  "smoothing per layer group: one value or coarse,middle,fine (0 = off, 1 = default)",
+                                  group=INFERENCE)
+    smooth_window: int = option(SmoothConfig.window, "smoothing look-ahead / time scale in frames", group=INFERENCE)
+    face: str = option(FaceConfig.faces, "which faces to stylize", choices=FACE_MODES, group=FACES)
+    detector: str = option(DEFAULT_DETECTOR, "face detector backend", group=FACES)
+    detect_every: int = option(FaceConfig.detect_every, "run the detector every N frames, track between",
+                               group=FACES)
+    detect_max_side: int = option(720, "detect on a copy shrunk to at most this many pixels on the long side",
+                                  group=FACES)
+    no_face: str = option(ConvertConfig.no_face, "a clip with no face at all: fail, or copy it through with a "
+                                                 "warning", choices=NO_FACE, group=FACES)
+    drop_lost: bool = option(ConvertConfig.drop_lost, "drop frames where the face is lost (default: pass them "
+                                                      "through unchanged)", group=FACES)
+    output_mode: str = option(PasteConfig.mode, "full: stylized face blended back into the original frame; crop: "
+                                                "the 4x crop only", choices=MODES, group=OUTPUT)
+    feather: float = option(PasteConfig.feather, "soft edge of the pasted face (fraction)", group=OUTPUT)
+    codec: str = option(VideoOutConfig.codec, "output video codec", choices=CODECS, group=OUTPUT)
+    crf: int = option(VideoOutConfig.crf, "quality for h264/hevc/vp9 (lower is better)", group=OUTPUT)
+    preset: str = option(VideoOutConfig.preset, "x264/x265 speed preset", group=OUTPUT)
+    pix_fmt: str | None = option(VideoOutConfig.pix_fmt, "output pixel format (default: the codec's usual one)",
+                                 group=OUTPUT)
+    no_audio: bool = option(not VideoOutConfig.keep_audio, "drop the audio instead of copying it", group=OUTPUT)
+    start: float | None = option(VideoInConfig.start, "start time in seconds", group=OUTPUT)
+    end: float | None = option(VideoInConfig.end, "end time in seconds", group=OUTPUT)
+    overwrite: bool = option(VideoOutConfig.overwrite, "replace an existing output", group=OUTPUT)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any], *, job: bool = True) -> ConvertOptions:
+        """Check a mapping of options (Python or command-line names; None = default) and build them.
+
+        Args:
+            options: names -> values; may include ``model``.
+            job: refuse the options that belong to a process (``threads``), for jobs and filters.
+
+        Raises:
+            UsageError: unknown option, bad value or a process option in a job.
+        """
+        if job:
+            for opt in options_of(cls):
+                if not opt.spec.job and options.get(opt.name):
+                    raise UsageError(f"option {opt.name!r} belongs to the process running the jobs, not to a job")
+        return from_mapping(cls, options)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ConvertOptions:
+        """From the arguments :func:`add_convert_options` added (options a parser lacks keep their defaults)."""
+        return from_namespace(cls, args)
+
+    def as_dict(self, changed_only: bool = False, job_only: bool = False) -> dict[str, Any]:
+        """By Python name, JSON-able: all, only those not at their default, or only job options."""
+        return to_mapping(self, changed_only=changed_only, job_only=job_only)
+
+    def require_model(self) -> str:
+        """The model name or path. Raises UsageError when none was given."""
+        if self.model is None:
+            raise UsageError("no model given: use --model NAME|PATH (see 'facestyle models')")
+        return self.model
+
+    def to_config(self, device: Any, precision: Precision) -> ConvertConfig:
+        """The pipeline's configuration for inference on ``device`` in ``precision``.
+
+        Automatic batches (``batch_size`` 0) are sized for the device; an explicit size is exact.
+
+        Raises:
+            UsageError: a value or a combination of values the configuration rejects.
+        """
+        from pipeline.runtime.device import default_batch_pixels, default_batch_size
+
+        batch = self.batch_size or default_batch_size(device)
+        pixels = 0 if self.batch_size else default_batch_pixels(device, precision)
+        try:
+            strength, keyframes = parse_strength(self.strength)
+            return ConvertConfig(
+                video_in=VideoInConfig(start=self.start, end=self.end, hwaccel=self.hwaccel),
+                face=FaceConfig(faces=self.face, detect_every=self.detect_every),
+                invert=InvertConfig(batch_size=batch, style_code=self.style_code, batch_pixels=pixels,
+                                    code_every=self.code_every),
+                smooth=SmoothConfig(filter=self.smooth_filter, strength=parse_group_strength(self.smooth_strength),
+                                    window=self.smooth_window),
+                generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels),
+                paste=PasteConfig(mode=self.output_mode, feather=self.feather),
+                video_out=VideoOutConfig(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
+                                         overwrite=self.overwrite, keep_audio=not self.no_audio),
+                no_face=self.no_face, drop_lost=self.drop_lost, precision=precision)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+
+    def check(self) -> None:
+        """Every check that needs no device (values and combinations): what :meth:`to_config` checks,
+        for a CPU. Raises UsageError."""
+        import torch
+
+        self.to_config(torch.device("cpu"), Precision())
 
 
 def add_convert_options(p: argparse.ArgumentParser) -> None:
-    """The options that say how to convert (model, inference, faces, output)."""
-    p.add_argument("--model", help="official model name (see 'facestyle models') or a checkpoint path")
-    g = p.add_argument_group("inference")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="fp16 needs CUDA; bf16 is about 2x faster than fp32 on recent CPUs")
-    g.add_argument("--batch-size", type=int, default=0,
-                   help="faces per batch (0: automatic: on a CPU at most 8 faces and the pixels of 8 crops of "
-                        "128x128 in fp32 or 4 of 256x256 in bf16, which measured fastest there; on CUDA at most "
-                        "16 faces and what fits in half the free memory)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
-    g.add_argument("--hwaccel", default=None, metavar="TYPE",
-                   help="decode with this FFmpeg hardware device type (cuda, vaapi, videotoolbox, ...); "
-                        "falls back to software decoding with a warning when it cannot start")
-    g.add_argument("--strength", default="1.0",
-                   help="editing models (age, hair): scale of the edit (positive = the trained direction, as the "
-                        "official video script; negative reverses it), or keyframes seconds:strength,... for a "
-                        "linear ramp, e.g. 0:0,3:1.2")
-    g.add_argument("--style-code", default="smoothed", choices=["first-frame", "per-frame", "smoothed"],
-                   help="style codes from the first frame's aligned face (official, frozen), from every frame "
-                        "(follows the face, flickers), or from every frame smoothed over time")
-    g.add_argument("--code-every", type=int, default=1, metavar="N",
-                   help="per-frame and smoothed codes: run the codes pass on every N-th frame only and hold the "
-                        "codes in between (the smoothing filters the steps); 2 or 3 saves most of its cost")
-    g.add_argument("--smooth-filter", default="gaussian", choices=["gaussian", "ema", "one-euro"],
-                   help="smoothed codes: centred window (latency = window), causal average, or adaptive One-Euro")
-    g.add_argument("--smooth-strength", default="1",
-                   help="smoothing per layer group: one value or coarse,middle,fine (0 = off, 1 = default)")
-    g.add_argument("--smooth-window", type=int, default=6, help="smoothing look-ahead / time scale in frames")
-    g = p.add_argument_group("faces")
-    g.add_argument("--face", default="largest", choices=["largest", "all"], help="which faces to stylize")
-    g.add_argument("--detector", default="dlib", help="face detector backend")
-    g.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames, track between")
-    g.add_argument("--detect-max-side", type=int, default=720,
-                   help="detect on a copy shrunk to at most this many pixels on the long side")
-    g.add_argument("--no-face", default="error", choices=["error", "pass"],
-                   help="a clip with no face at all: fail, or copy it through with a warning")
-    g.add_argument("--drop-lost", action="store_true", help="drop frames where the face is lost "
-                   "(default: pass them through unchanged)")
-    g = p.add_argument_group("output")
-    g.add_argument("--output-mode", default="full", choices=["full", "crop"],
-                   help="full: stylized face blended back into the original frame; crop: the 4x crop only")
-    g.add_argument("--feather", type=float, default=0.08, help="soft edge of the pasted face (fraction)")
-    g.add_argument("--codec", default="h264", choices=["h264", "hevc", "prores", "ffv1", "vp9"])
-    g.add_argument("--crf", type=int, default=18, help="quality for h264/hevc/vp9 (lower is better)")
-    g.add_argument("--preset", default="medium", help="x264/x265 speed preset")
-    g.add_argument("--pix-fmt", default=None, help="output pixel format (default: the codec's usual one)")
-    g.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
-    g.add_argument("--start", type=float, default=None, help="start time in seconds")
-    g.add_argument("--end", type=float, default=None, help="end time in seconds")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    """Add the convert options to a parser (``--help`` sections: inference, faces, output)."""
+    from pipeline.option_fields import add_arguments
 
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser that raises :class:`UsageError` instead of printing and exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _option_parser() -> _Parser:
-    p = _Parser(prog="options", add_help=False, exit_on_error=False)
-    add_convert_options(p)
-    return p
+    add_arguments(p, ConvertOptions)
 
 
 def option_names() -> list[str]:
     """Python names of the convert options (``model`` excluded), e.g. ``style_code``."""
-    return [a.dest for a in _option_parser()._actions if a.dest != "model"]
+    return [o.name for o in options_of(ConvertOptions) if o.name != "model"]
 
 
-def options_to_argv(options: Mapping[str, Any]) -> list[str]:
-    """``{"style_code": "smoothed", "drop_lost": True}`` -> ``["--style-code", "smoothed", "--drop-lost"]``.
-
-    ``None`` and ``False`` leave an option at its default. Raises :class:`UsageError` for unknown
-    names and for values that are neither numbers, strings nor booleans.
-    """
-    actions = {a.dest: a for a in _option_parser()._actions}
-    argv: list[str] = []
-    for name, value in options.items():
-        key = name.replace("-", "_")
-        action = actions.get(key)
-        if action is None or key == "help":
-            raise UsageError(f"unknown option {name!r}")
-        flag = action.option_strings[-1]
-        if value is None or value is False:
-            continue
-        if isinstance(action, argparse._StoreTrueAction):     # noqa: SLF001 - argparse has no public type
-            if value is not True:
-                raise UsageError(f"option {name!r} is a switch: give true or false")
-            argv.append(flag)
-            continue
-        if value is True or not isinstance(value, (str, int, float)):
-            raise UsageError(f"option {name!r} needs a number or a string, got {value!r}")
-        argv += [flag, str(value)]
-    return argv
+def parse_options(options: Mapping[str, Any], *, job: bool = True) -> ConvertOptions:
+    """Check a mapping of convert options and fill in the defaults (see :meth:`ConvertOptions.from_mapping`)."""
+    return ConvertOptions.from_mapping(options, job=job)
 
 
-def parse_options(options: Mapping[str, Any], *, job: bool = True) -> argparse.Namespace:
-    """Check a mapping of convert options and fill in the defaults, exactly as the command line does.
-
-    Args:
-        options: Python option names -> values; may include ``model``.
-        job: refuse the options that belong to a process (``threads``), for jobs and filters.
-
-    Raises:
-        UsageError: unknown option, bad value or a process option in a job.
-    """
-    if job:
-        for name in PROCESS_OPTIONS:
-            if options.get(name):
-                raise UsageError(f"option {name!r} belongs to the process running the jobs, not to a job")
-    try:
-        return _option_parser().parse_args(options_to_argv(options))
-    except argparse.ArgumentError as e:
-        raise UsageError(str(e)) from None
-
-
-def convert_config(args: argparse.Namespace, device: object, precision: Precision) -> Any:
-    """Map the convert options onto the pipeline's configuration dataclasses (a ``ConvertConfig``).
-
-    Raises:
-        UsageError: a value the configuration rejects.
-    """
-    from pipeline.convert import ConvertConfig
-    from pipeline.runtime.device import default_batch_pixels, default_batch_size
-    from pipeline.stages.detect_crop import FaceConfig
-    from pipeline.stages.generate import GenerateConfig
-    from pipeline.stages.invert import InvertConfig
-    from pipeline.stages.paste import PasteConfig
-    from pipeline.stages.smooth import SmoothConfig
-    from pipeline.stages.video_in import VideoInConfig
-    from pipeline.stages.video_out import VideoOutConfig
-
-    batch = args.batch_size or default_batch_size(device)
-    pixels = 0 if args.batch_size else default_batch_pixels(device, precision)    # an explicit size is exact
-    try:
-        strength, keyframes = parse_strength(args.strength)
-        smooth = SmoothConfig(filter=args.smooth_filter, strength=parse_group_strength(args.smooth_strength),
-                              window=args.smooth_window)
-        video_out = VideoOutConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                                   overwrite=args.overwrite, keep_audio=not args.no_audio)
-        # On CUDA the paste and the RGB -> YUV 4:2:0 conversion run on the GPU (see pipeline.stages.paste)
-        paste_device = (str(device) if getattr(device, "type", None) == "cuda" and args.output_mode == "full"
-                        and video_out.pixel_format == "yuv420p" else None)
-        return ConvertConfig(
-            video_in=VideoInConfig(start=args.start, end=args.end, hwaccel=args.hwaccel),
-            face=FaceConfig(faces=args.face, detect_every=args.detect_every),
-            invert=InvertConfig(batch_size=batch, style_code=args.style_code, batch_pixels=pixels,
-                                code_every=args.code_every),
-            smooth=smooth,
-            generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels,
-                                    on_device=paste_device is not None),
-            paste=PasteConfig(mode=args.output_mode, feather=args.feather, device=paste_device),
-            video_out=video_out, no_face=args.no_face, drop_lost=args.drop_lost, precision=precision)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
+def convert_config(args: argparse.Namespace | ConvertOptions, device: Any, precision: Precision) -> ConvertConfig:
+    """Parsed arguments or :class:`ConvertOptions` -> ``ConvertConfig`` (see :meth:`ConvertOptions.to_config`)."""
+    opts = args if isinstance(args, ConvertOptions) else ConvertOptions.from_args(args)
+    return opts.to_config(device, precision)
 
 
 def parse_strength(text: str | float) -> tuple[float, tuple[tuple[float, float], ...]]:
@@ -185,7 +205,7 @@ def parse_strength(text: str | float) -> tuple[float, tuple[tuple[float, float],
 
     text = str(text)
     if ":" in text:
-        return 1.0, parse_keyframes(text)
+        return GenerateConfig.strength, parse_keyframes(text)
     try:
         return float(text), ()
     except ValueError:

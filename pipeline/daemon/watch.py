@@ -45,6 +45,7 @@ from pipeline.daemon.journal import Job, Journal
 from pipeline.daemon.sdnotify import Notifier
 from pipeline.errors import FacestyleError
 from pipeline.media.atomic import atomic_output
+from pipeline.option_fields import option
 from pipeline.progress import Progress
 
 __all__ = ["Converter", "JobStopped", "WatchConfig", "WatchDaemon", "WatchError"]
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 Converter = Callable[[Path, Path, Progress], ConvertResult]  # (input, output, progress) -> result
 MAX_BACKOFF_S = 3600.0
+ON_STOP = ("finish", "requeue")
+WATCHING = "watching"
 
 
 class WatchError(FacestyleError):
@@ -85,14 +88,21 @@ class WatchConfig:
     outbox: Path
     tag: str
     options: dict = field(default_factory=dict)
-    state: Path | None = None
-    settle: float = 5.0
-    poll: float | None = None
-    workers: int = 1
-    retries: int = 2
-    retry_delay: float = 30.0
-    keep_inputs: bool = False
-    on_stop: str = "finish"
+    state: Path | None = option(None, "folder for the job journal and the lock (default: OUTBOX/.facestyle; use a "
+                                      "local disk when OUTBOX is a network share)", group=WATCHING)
+    settle: float = option(5.0, "take a file once its size and mtime have not changed for this long",
+                           metavar="SECONDS", group=WATCHING)
+    poll: float | None = option(None, "list the inbox every SECONDS instead of waiting for file-system events "
+                                      "(network shares)", metavar="SECONDS", group=WATCHING)
+    workers: int = option(1, "jobs converted at the same time (one model)", group=WATCHING)
+    retries: int = option(2, "retry a failed job this many times", group=WATCHING)
+    retry_delay: float = option(30.0, "wait before the first retry, doubled for each further one", metavar="SECONDS",
+                                group=WATCHING)
+    keep_inputs: bool = option(False, "leave converted inputs in the inbox (the journal remembers them) instead of "
+                                      "done/", group=WATCHING)
+    on_stop: str = option("finish", "on SIGTERM/SIGINT: finish the running jobs, or stop them and put them back in "
+                                    "the queue (a second signal always does the latter)", choices=ON_STOP,
+                          group=WATCHING)
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -103,7 +113,7 @@ class WatchConfig:
             raise ValueError("--poll must be more than 0 seconds")
         if self.workers < 1 or self.retries < 0:
             raise ValueError("--workers must be 1 or more and --retries 0 or more")
-        if self.on_stop not in ("finish", "requeue"):
+        if self.on_stop not in ON_STOP:
             raise ValueError("--on-stop must be 'finish' or 'requeue'")
 
     @property

@@ -301,6 +301,7 @@ class DlibDetector:
 # Registry
 
 _REGISTRY: dict[str, Callable[..., Detector]] = {"dlib": DlibDetector}
+DEFAULT_DETECTOR = "dlib"
 
 
 def register_detector(name: str, factory: Callable[..., Detector]) -> None:
@@ -313,7 +314,7 @@ def available_detectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_detector(name: str = "dlib", **kw: Any) -> Detector:
+def make_detector(name: str = DEFAULT_DETECTOR, **kw: Any) -> Detector:
     """Build a detector backend by name; keyword arguments go to its constructor.
 
     Raises:

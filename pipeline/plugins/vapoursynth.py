@@ -39,11 +39,11 @@ import torch
 from pipeline.convert import ConvertConfig, locate_faces, plan, render
 from pipeline.errors import UsageError
 from pipeline.face.align import CropParams, apply_crop
-from pipeline.face.detect import Detector, make_detector
-from pipeline.model import StyleGANEX, load_model
-from pipeline.model.registry import resolve_model
-from pipeline.options import convert_config, parse_options
-from pipeline.runtime.device import resolve_device, resolve_precision
+from pipeline.face.detect import Detector
+from pipeline.frontend import FrontEnd, check_model
+from pipeline.media.media_info import FALLBACK_FPS
+from pipeline.model import StyleGANEX
+from pipeline.options import ConvertOptions
 from pipeline.stages.detect_crop import FaceCrop, Located
 from pipeline.stages.invert import Coded
 from pipeline.stages.video_in import Frame
@@ -95,7 +95,7 @@ class _Stylizer:
         prev = self.rgb.get_frame(n - 1).props
         if "_DurationNum" in prev and prev["_DurationDen"]:
             return self.times[n - 1] + prev["_DurationNum"] / prev["_DurationDen"]
-        return n / 25.0
+        return n / FALLBACK_FPS
 
     def _frames(self) -> Iterator[Frame]:
         for n in range(self.rgb.num_frames):
@@ -132,15 +132,15 @@ def _to_pixels(f: Any) -> np.ndarray:
     return np.stack([np.asarray(f[p]) for p in range(3)], axis=-1)
 
 
-def _parse(model: str | StyleGANEX, options: dict[str, Any]) -> Any:
-    """The options as the command line would parse them, after refusing those that do not apply."""
+def _parse(model: str | StyleGANEX, options: dict[str, Any]) -> ConvertOptions:
+    """The options, checked as every route checks them, after refusing those that do not apply."""
     for name, why in _REFUSED.items():
         if options.get(name):
             raise UsageError(f"option {name!r} does not apply to a filter: {why}")
-    if options.get("output_mode", "full") != "full":
+    opts = ConvertOptions.from_mapping({"model": model if isinstance(model, str) else "model", **options})
+    if opts.output_mode != "full":
         raise UsageError("a filter keeps the frame size: only output_mode 'full'")
-    name = model if isinstance(model, str) else "model"
-    return parse_options({"model": name, **options})
+    return opts
 
 
 def stylize(clip: Any, model: str | StyleGANEX, **options: Any) -> Any:
@@ -163,21 +163,17 @@ def stylize(clip: Any, model: str | StyleGANEX, **options: Any) -> Any:
         raise UsageError("stylize needs a clip of constant format and size")
     if clip.format.color_family not in (vs.RGB, vs.YUV):
         raise UsageError(f"stylize needs an RGB or YUV clip, not {clip.format.name}")
-    args = _parse(model, options)
+    opts = _parse(model, options)
     if isinstance(model, StyleGANEX):
-        net = model
-        device = net.latent_avg.device
-        precision = resolve_precision(args.precision, device)
+        front = FrontEnd.open(opts, device=model.latent_avg.device)
+        net = check_model(model, "this model")
     else:
-        device = resolve_device(args.device)
-        precision = resolve_precision(args.precision, device)
-        net = load_model(resolve_model(model, progress=False), device=device, dtype=precision.params)
-    if net.arch.input_nc != 3:
-        raise UsageError(f"{model} translates sketches/masks, not video frames")
-    cfg = convert_config(args, device, precision)
+        front = FrontEnd.open(opts)
+        net = front.load_model()
+    cfg = front.config
     cfg = replace(cfg, invert=replace(cfg.invert, batch_size=1),   # VapourSynth wants RGB back, frame by frame
-                  generate=replace(cfg.generate, batch_size=1, on_device=False), paste=replace(cfg.paste, device=None))
-    detector = make_detector(args.detector, max_side=args.detect_max_side)
+                  generate=replace(cfg.generate, batch_size=1), paste_on="host")
+    detector = front.make_detector()
 
     core = vs.core
     rgb, matrix = clip, None

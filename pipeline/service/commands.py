@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.errors import UsageError
-from pipeline.options import add_convert_options, option_names
-from pipeline.service.config import DEFAULT_PORT, ServeConfig, default_state_dir
+from pipeline.frontend import ReportOptions
+from pipeline.option_fields import add_arguments, from_namespace
+from pipeline.options import ConvertOptions, add_convert_options
+from pipeline.service.config import DEFAULT_PORT, ServeConfig
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -19,11 +22,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("pipeline").setLevel(logging.INFO if args.log_level == "warning" else
                                            getattr(logging, args.log_level.upper()))
     try:
-        cfg = ServeConfig(host=args.host, port=args.port, state=Path(args.state).expanduser(),
-                          roots=tuple(Path(r).expanduser() for r in (args.root or [Path.home()])),
-                          token_file=Path(args.token_file).expanduser() if args.token_file else None,
-                          allow_remote=args.allow_remote, devices=tuple(args.device or ["auto"]),
-                          threads=args.threads, max_models=args.max_models)
+        given = {"roots": tuple(Path(r).expanduser() for r in args.root or ()), "devices": tuple(args.device or ())}
+        cfg = from_namespace(ServeConfig, args, **{k: v for k, v in given.items() if v})
+        cfg = replace(cfg, state=cfg.state.expanduser(),
+                      token_file=cfg.token_file.expanduser() if cfg.token_file else None)
     except ValueError as e:
         raise UsageError(str(e)) from e
     for root in cfg.roots:
@@ -39,23 +41,18 @@ def _client(args: argparse.Namespace):  # noqa: ANN202 - pipeline.service.client
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    if args.model is None:
-        raise UsageError("no model given: use --model NAME|PATH (see 'facestyle models')")
-    defaults = _option_defaults()           # send only what differs: the service fills in the same defaults
-    options = {k: getattr(args, k) for k in option_names() if getattr(args, k) != defaults[k]}
+    opts = ConvertOptions.from_args(args)
+    model = opts.require_model()
+    options = opts.as_dict(changed_only=True)        # send only what differs: the service fills in the same defaults
+    options.pop("model", None)
+    report = from_namespace(ReportOptions, args)
     client = _client(args)
-    job = client.submit(args.input, args.model, args.output, **options)
-    json_out = args.progress == "json"
+    job = client.submit(args.input, model, args.output, **options)
     if not args.wait:
-        print(json.dumps(job) if json_out else f"job {job['id']} queued: {job['input']} -> {job['output']}")
+        print(json.dumps(job) if report.progress == "json" else f"job {job['id']} queued: {job['input']} -> "
+                                                                 f"{job['output']}")
         return 0
-    return _follow(client, job, args.progress if not args.quiet else "none")
-
-
-def _option_defaults() -> dict:
-    probe = argparse.ArgumentParser(add_help=False)
-    add_convert_options(probe)
-    return {a.dest: a.default for a in probe._actions}
+    return _follow(client, job, "none" if report.quiet else report.progress)
 
 
 def _follow(client, job: dict, mode: str) -> int:  # noqa: ANN001 - pipeline.service.client.Client
@@ -112,19 +109,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "progress (server-sent events) and cancel them. Jobs run one at a time per device with the "
                     "models loaded once; the queue survives a restart. A bearer token is created in the state "
                     "folder on first start. See README, 'Use it from your editor'.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only unless --allow-remote)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one, written to server.json)")
-    p.add_argument("--state", default=str(default_state_dir()),
-                   help="folder for the job journal, the token, the lock and server.json")
+    add_arguments(p, ServeConfig)
     p.add_argument("--root", action="append", metavar="DIR",
                    help="folder jobs may read and write (repeatable; default: your home folder)")
-    p.add_argument("--token-file", help="use this token file instead of STATE/token")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (needs --token-file; put TLS in front of it)")
     p.add_argument("--device", action="append", help="device to run jobs on (repeatable: one worker each; "
                                                       "default auto)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: PyTorch default)")
-    p.add_argument("--max-models", type=int, default=2, help="models kept loaded per device")
     p.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser(
@@ -136,8 +125,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-o", "--output", help="output file (default: <input>_<model>.mp4 beside the input)")
     add_convert_options(s)
     s.add_argument("--wait", action="store_true", help="wait for the job to end; exit 1 if it fails")
-    s.add_argument("--progress", default="bar", choices=["bar", "json", "none"], help="with --wait: how to report")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_arguments(s, ReportOptions)
     s.add_argument("--config", help="TOML file with defaults for the convert options ([convert] table)")
     _add_connection(s)
     s.set_defaults(func=_cmd_submit)

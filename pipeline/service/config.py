@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import FacestyleError, UsageError
+from pipeline.option_fields import option
 
 DEFAULT_PORT = 8765
 TOKEN_BYTES = 32
@@ -54,15 +55,16 @@ class ServeConfig:
         max_attempts: a job interrupted this many times by a crash fails instead of running again.
     """
 
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    state: Path = field(default_factory=default_state_dir)
+    host: str = option("127.0.0.1", "address to listen on (loopback only unless --allow-remote)")
+    port: int = option(DEFAULT_PORT, "port (0: any free one, written to server.json)")
+    state: Path = option(default_factory=default_state_dir,
+                         help="folder for the job journal, the token, the lock and server.json")
     roots: tuple[Path, ...] = field(default_factory=lambda: (Path.home(),))
-    token_file: Path | None = None
-    allow_remote: bool = False
+    token_file: Path | None = option(None, "use this token file instead of STATE/token")
+    allow_remote: bool = option(False, "allow a non-loopback --host (needs --token-file; put TLS in front of it)")
     devices: tuple[str, ...] = ("auto",)
-    threads: int = 0
-    max_models: int = 2
+    threads: int = option(0, "CPU threads for inference (0: PyTorch default)")
+    max_models: int = option(2, "models kept loaded per device")
     max_attempts: int = 3
 
     def __post_init__(self) -> None:

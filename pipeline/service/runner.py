@@ -17,12 +17,12 @@ import torch
 
 from pipeline.convert import convert_file
 from pipeline.daemon.journal import FINISHED, Job, Journal, JournalError
-from pipeline.errors import FacestyleError, UsageError
-from pipeline.face.detect import Detector, make_detector
-from pipeline.model import StyleGANEX, load_model
-from pipeline.model.registry import resolve_model
-from pipeline.options import convert_config, parse_options
-from pipeline.runtime.device import resolve_device, resolve_precision
+from pipeline.errors import FacestyleError
+from pipeline.face.detect import Detector
+from pipeline.frontend import FrontEnd, open_model
+from pipeline.model import StyleGANEX
+from pipeline.options import ConvertOptions
+from pipeline.runtime.device import Precision, resolve_device
 from pipeline.service.config import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,12 @@ class _Models:
         self.size = size
         self._models: OrderedDict[tuple, StyleGANEX] = OrderedDict()
 
-    def get(self, name: str, device: torch.device, dtype: torch.dtype) -> StyleGANEX:
-        key = (name, str(device), dtype)
+    def get(self, name: str, device: torch.device, precision: Precision) -> StyleGANEX:
+        key = (name, str(device), precision.params)
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        model = load_model(resolve_model(name, progress=False), device=device, dtype=dtype)
-        if model.arch.input_nc != 3:
-            raise UsageError(f"{name} translates {model.arch.input_nc}-channel sketches/masks, not video frames")
+        model = open_model(name, device, precision)
         self._models[key] = model
         while len(self._models) > self.size:
             self._models.popitem(last=False)
@@ -160,15 +158,13 @@ class _Worker:
             log.info("job %d cancelled", job.id)
 
     def convert(self, job: Job):  # noqa: ANN201 - ConvertResult
-        args = parse_options(job.options)
-        precision = resolve_precision(args.precision, self.device)
-        cfg = convert_config(args, self.device, precision)
-        model = self.models.get(args.model, self.device, precision.params)
-        key = (args.detector, args.detect_max_side)
+        front = FrontEnd.open(ConvertOptions.from_mapping(job.options), device=self.device)
+        model = self.models.get(front.options.require_model(), self.device, front.precision)
+        key = (front.options.detector, front.options.detect_max_side)
         if key not in self.detectors:
-            self.detectors[key] = make_detector(args.detector, max_side=args.detect_max_side)
+            self.detectors[key] = front.make_detector()
         progress = _JobProgress(self.runner.board, self.runner.journal, job.id, self.stop_job)
-        return convert_file(Path(job.input), Path(job.output), model, self.detectors[key], cfg, progress)
+        return convert_file(Path(job.input), Path(job.output), model, self.detectors[key], front.config, progress)
 
 
 class JobRunner:
