@@ -1,0 +1,194 @@
+"""Ray itself: connecting, the shared-storage probe, and the workers (actors that hold the model and
+the detector, loaded once).
+
+Placement: on every live node, ``GPUs / gpus_per_worker`` GPU workers, or one CPU worker (taking the
+node's CPUs) when the node has no GPU; nodes with neither (a head started with ``--num-cpus 0``)
+get none. A worker prefers its node but may be restarted elsewhere when the node is lost.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.cluster.config import RAY_INSTALL_HINT, RayConfig, WorkerSpec, worker_config
+from pipeline.errors import InputError, UsageError
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 4
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a :class:`UsageError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+@dataclass
+class Connection:
+    """A Ray session: ``owned`` when we started it (and so stop it)."""
+
+    ray: Any
+    owned: bool
+
+    def close(self) -> None:
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def connect(cfg: RayConfig) -> Connection:
+    """Join (or, for ``local``, start) Ray; an already initialised session (tests) is used as is.
+
+    Raises:
+        UsageError: Ray missing, or no cluster at the address.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return Connection(ray, owned=False)
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "include_dashboard": False}
+    try:
+        if cfg.address == "local":
+            ray.init(_node_ip_address="127.0.0.1", **quiet)
+        else:
+            ray.init(address=cfg.address, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        raise UsageError(f"--ray {cfg.address}: cannot connect to a Ray cluster ({str(err).splitlines()[0]})") from err
+    return Connection(ray, owned=True)
+
+
+class Worker:
+    """One worker: the model and the detector, opened once; its methods run the passes of
+    :mod:`pipeline.cluster.work` (the arguments are plain data, the paths shared)."""
+
+    def __init__(self, spec: WorkerSpec, cfg: Any) -> None:
+        import torch
+
+        from pipeline.face.detect import make_detector
+        from pipeline.model import load_model
+        from pipeline.runtime.device import resolve_device
+
+        self.device = resolve_device(spec.device)
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.cfg = worker_config(cfg, spec, self.device)
+        self.model = load_model(spec.checkpoint, device=self.device, dtype=self.cfg.precision.params)
+        self.detector = make_detector(spec.detector, **dict(spec.detector_options))
+
+    def ready(self) -> dict:
+        return {"host": socket.gethostname(), "device": str(self.device), "pid": os.getpid()}
+
+    def find_faces(self, src: Path, span: Any, first_index: int, out: Path) -> int:
+        from pipeline.cluster.work import find_faces
+
+        found = find_faces(src, self.cfg.video_in, span, self.detector, self.cfg.face.detect_every, first_index, out)
+        return len(found)
+
+    def code_chunk(self, src: Path, chunk: Any, plans: list, out: Path) -> int:
+        from pipeline.cluster.work import code_chunk
+
+        return len(code_chunk(src, self.cfg.video_in, chunk, plans, self.model, self.cfg, out))
+
+    def render_chunk(self, src: Path, info: Any, chunk: Any, plans: list, codes: dict, segment: Path) -> int:
+        from pipeline.cluster.work import render_chunk
+
+        return render_chunk(src, info, self.cfg.video_in, chunk, plans, codes, self.model, self.cfg, segment)
+
+    def convert_file(self, src: Path, dst: Path) -> dict:
+        from pipeline.convert import convert_file
+
+        result = convert_file(src, dst, self.model, self.detector, self.cfg)
+        return {"frames_in": result.frames_in, "frames_out": result.frames_out,
+                "frames_with_face": result.frames_with_face, "damage": result.damage}
+
+
+def start_workers(conn: Connection, cfg: RayConfig, spec: WorkerSpec, convert_cfg: Any) -> list:
+    """Create the workers on the live nodes (see the module docstring) and wait until each has its
+    model loaded.
+
+    Raises:
+        UsageError: no node can run a worker.
+    """
+    ray = conn.ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0)(Worker)
+    actors = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        res = node.get("Resources", {})
+        gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 0))
+        where = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
+        if gpus >= cfg.gpus_per_worker:
+            for _ in range(int(gpus // cfg.gpus_per_worker + 1e-9)):
+                actors.append(remote.options(num_gpus=cfg.gpus_per_worker, num_cpus=0,
+                                             scheduling_strategy=where).remote(spec, convert_cfg))
+        elif cpus >= 1:
+            actors.append(remote.options(num_cpus=cpus, scheduling_strategy=where).remote(spec, convert_cfg))
+    if not actors:
+        raise UsageError("the Ray cluster has no node with a GPU or a CPU to run a worker on")
+    try:
+        ready = ray.get([a.ready.remote() for a in actors])
+    except ray.exceptions.RayTaskError as err:
+        raise _cause(err) from None
+    log.info("%d workers: %s", len(actors), ", ".join(f"{r['host']}/{r['device']}" for r in ready))
+    return actors
+
+
+def _cause(err: Exception) -> Exception:
+    """The facestyle error inside a Ray error (a worker that cannot open the model), else the error."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, Exception) else err
+
+
+def probe_storage(conn: Connection, work_dir: Path, paths: list[Path]) -> None:
+    """Check on every live node that ``paths`` exist with the same sizes and that ``work_dir`` is the
+    same folder (a token written here is read there).
+
+    Raises:
+        InputError: a node sees other files (one line naming the node and the first path).
+    """
+    ray = conn.ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    probe = work_dir / f".probe-{token}"
+    probe.write_text(token)
+    expect = {str(p): p.stat().st_size for p in paths}
+    try:
+        task = ray.remote(num_cpus=0, max_retries=0)(_probe)
+        refs = {node["NodeManagerAddress"] + "/" + node["NodeID"][:8]:
+                task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                .remote(str(probe), token, expect)
+                for node in ray.nodes() if node.get("Alive")}
+        for name, ref in refs.items():
+            problem = ray.get(ref, timeout=120)
+            if problem:
+                raise InputError(f"node {name} does not see the same files ({problem}); sources, outputs, the "
+                                 f"work folder and the model must be on shared storage at the same path")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _probe(probe: str, token: str, expect: dict[str, int]) -> str | None:
+    try:
+        if Path(probe).read_text() != token:
+            return f"work folder {Path(probe).parent}: another folder"
+    except OSError:
+        return f"work folder {Path(probe).parent}: not there"
+    for path, size in expect.items():
+        try:
+            if os.path.getsize(path) != size:
+                return f"{path}: other size"
+        except OSError:
+            return f"{path}: missing"
+    return None
