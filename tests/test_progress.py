@@ -14,9 +14,15 @@ def lines(stream: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def test_json_lines_report_every_update_with_no_interval(monkeypatch):
-    now = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+@pytest.fixture
+def now(monkeypatch) -> list[float]:
+    """A settable clock for the progress module: ``now[0]`` seconds."""
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    return clock
+
+
+def test_json_lines_report_every_update_with_no_interval(now):
     out = io.StringIO()
     p = JsonProgress(out, interval=0.0)
     p.start("clip.mp4", 4)
@@ -32,22 +38,20 @@ def test_json_lines_report_every_update_with_no_interval(monkeypatch):
     ]
 
 
-def test_json_progress_is_paced_but_the_last_frame_is_always_reported(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+def test_json_progress_is_paced_but_the_last_frame_is_always_reported(now):
     out = io.StringIO()
     p = JsonProgress(out, interval=10.0)
     p.start("a", 3)
-    now[0] = 1.0
+    now[0] += 1.0
     p.update(2)                                    # 1 s after the start: too soon
-    now[0] = 1.5
+    now[0] += 0.5
     p.update()                                     # the last frame: reported anyway
     events = lines(out)
     assert [e["event"] for e in events] == ["start", "progress"]
     assert events[1]["frame"] == 3 and events[1]["eta_s"] == 0.0 and events[1]["fps"] == 2.0
 
 
-def test_json_progress_without_a_total_has_no_eta(monkeypatch):
+def test_json_progress_without_a_total_has_no_eta():
     out = io.StringIO()
     p = JsonProgress(out, interval=0.0)
     p.start("a", None)

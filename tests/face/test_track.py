@@ -7,7 +7,6 @@ import pytest
 from pipeline.errors import InputError, NoFaceError
 from pipeline.face.align import crop_params, eye_centres
 from pipeline.face.detect import Face
-from pipeline.face.filters import OneEuroFilter
 from pipeline.face.track import FaceTracker, TrackerConfig, robust_scale
 from pipeline.tools.synthetic import face_landmarks
 
@@ -193,15 +192,3 @@ def test_timestamps_and_config_validation():
         TrackerConfig(mode="nearest")
     with pytest.raises(InputError):
         FaceTracker(0, 10)
-
-
-def test_one_euro_filter():
-    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
-    x = np.ones((3, 2))
-    for i in range(5):
-        np.testing.assert_allclose(f(x, i / 25), x)
-    y = f(x + 10.0, 5 / 25)
-    assert np.all((y > 1.0) & (y < 11.0))  # low-passed step
-    fast = OneEuroFilter(min_cutoff=1.0, beta=10.0)
-    fast(x, 0.0)
-    assert np.all(fast(x + 10.0, 0.04) > y)  # a higher beta follows faster
