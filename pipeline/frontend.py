@@ -24,7 +24,7 @@ import torch
 from pipeline.errors import UsageError
 from pipeline.face.detect import Detector, make_detector
 from pipeline.model import StyleGANEX, load_model
-from pipeline.option_fields import coerce_mapping, option, option_map
+from pipeline.option_fields import check_choices, coerce_mapping, option, option_map
 from pipeline.options import ConvertOptions
 from pipeline.runtime.device import Precision, resolve_device, resolve_precision
 
@@ -43,6 +43,9 @@ class ReportOptions:
     quiet: bool = option(False, "no progress bar or summary", flags=("-q", "--quiet"), group="reporting")
     progress: str = option("bar", "json: one JSON object per line on stdout, for programs that drive us",
                            choices=PROGRESS_MODES, group="reporting")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
     @property
     def mode(self) -> str:

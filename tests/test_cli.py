@@ -69,3 +69,34 @@ def test_help_and_usage():
     assert proc.returncode == 0 and "stylizes nothing" in proc.stdout.replace("\n", " ")
     assert run().returncode == 2
     assert run("checkpoint", "random").returncode == 2          # argparse: missing required options
+
+
+def test_watch_and_serve_defaults_are_their_configurations():
+    import cli
+    from pipeline.daemon.watch import WatchConfig
+    from pipeline.option_fields import from_namespace
+    from pipeline.service.config import ServeConfig
+
+    args = cli.build_parser().parse_args(["watch", "in", "-o", "out", "--model", "m"])
+    assert from_namespace(WatchConfig, args, inbox=Path("in"), outbox=Path("out"), tag="m") == \
+        WatchConfig(Path("in"), Path("out"), "m")
+    args = cli.build_parser().parse_args(["watch", "in", "-o", "out", "--settle", "1", "--on-stop", "requeue",
+                                          "--keep-inputs", "--state", "/s"])
+    cfg = from_namespace(WatchConfig, args, inbox=Path("in"), outbox=Path("out"), tag="m")
+    assert (cfg.settle, cfg.on_stop, cfg.keep_inputs, cfg.state) == (1.0, "requeue", True, Path("/s"))
+    assert from_namespace(ServeConfig, cli.build_parser().parse_args(["serve"])) == ServeConfig()
+
+
+def test_the_config_file_gives_defaults_to_submit_and_watch(tmp_path):
+    import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[convert]\nmodel = "pixar"\ncrf = 20\nstyle-code = "per-frame"\nquiet = true\n')
+    parser = cli.build_parser()
+    for argv in (["submit", "x.mp4", "--config", str(cfg), "--crf", "30"],
+                 ["watch", "in", "-o", "out", "--config", str(cfg), "--crf", "30"]):
+        args = cli._with_config_defaults(parser, parser.parse_args(argv), argv)
+        assert (args.model, args.crf, args.style_code) == ("pixar", 30, "per-frame"), argv   # command line wins
+    cfg.write_text('[convert]\ncrf = "high"\n')
+    line = _one_line_error(run("convert", "x.mp4", "--config", cfg), 2)
+    assert "config file" in line and "invalid int value: 'high'" in line

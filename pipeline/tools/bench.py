@@ -67,13 +67,11 @@ def run_bench(input_path: Path | None, model: StyleGANEX, detector: Detector | N
 
     Raises:
         UsageError: no detector for an input, frames < 1, a bad synthetic size.
-        InputError: unreadable input, a photo, crop output with several faces.
+        InputError: unreadable input, a photo.
         NoFaceError: no face in the first ``frames`` frames.
     """
     if frames < 1:
         raise UsageError(f"frames must be >= 1, got {frames}")
-    if cfg.paste.mode == "crop" and cfg.face.faces == "all":
-        raise InputError("--output-mode crop needs a single face; use --face largest")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     synthetic = input_path is None
