@@ -45,7 +45,7 @@ setup(
         "sse-starlette>=2",
     ],
     # ray: --ray, long clips and folders on a Ray cluster (Ray Core only, no ray[data]).
-    extras_require={"test": ["pytest>=7", "ruff>=0.5", "ray>=2.60"], "ray": ["ray>=2.60"]},
+    extras_require={"test": ["pytest>=7", "ruff>=0.5", "ray>=2.60", "schemathesis>=4.0"], "ray": ["ray>=2.60"]},
     entry_points={"console_scripts": ["facestyle=cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -10,22 +10,24 @@ import json
 import logging
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from pipeline import __version__
 from pipeline.convert import default_output
 from pipeline.daemon.journal import FINISHED, Job, Journal, JournalError
 from pipeline.errors import FacestyleError, UsageError
 from pipeline.model.registry import find_model
-from pipeline.options import parse_options
+from pipeline.options import ConvertOptions
 from pipeline.runtime.device import resolve_device
 from pipeline.service.config import PathNotAllowed, PathPolicy
 from pipeline.service.runner import JobRunner, ProgressBoard
@@ -90,7 +92,11 @@ class ErrorOut(BaseModel):
     error: str
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)}
+# Every status a route can answer besides its success (400: a body that is not even text; 500: a bug).
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut}
+                                           for code in (400, 401, 403, 404, 409, 422, 500)}
+# Job ids are SQLite integers: anything outside 1 .. 2**63-1 is a 422, never an overflow deeper down.
+JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="a job's id, as POST /jobs answered it")]
 
 
 def job_out(job: Job, live: dict | None) -> JobOut:
@@ -119,7 +125,11 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:                  # Starlette lists one route's methods; a path may have several
+            headers["Allow"] = _allowed_methods(request)
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -182,13 +192,13 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
 
     @app.get("/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, tags=["jobs"],
              dependencies=[Depends(authorized)])
-    def status(job_id: int) -> JobOut:
+    def status(job_id: JobId) -> JobOut:
         """A job's state and, while it runs, its progress (frame, total, frames/s, ETA)."""
         return job_out(get_job(job_id), board.get(job_id)[1])
 
     @app.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=_ERRORS, tags=["jobs"],
               dependencies=[Depends(authorized)])
-    def cancel(job_id: int) -> JobOut:
+    def cancel(job_id: JobId) -> JobOut:
         """Cancel a queued job, or stop a running one (its partial output is deleted)."""
         get_job(job_id)
         try:
@@ -199,7 +209,7 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
 
     @app.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
              tags=["jobs"], dependencies=[Depends(authorized)])
-    async def events(job_id: int, request: Request) -> EventSourceResponse:
+    async def events(job_id: JobId, request: Request) -> EventSourceResponse:
         """Server-sent events: ``progress`` (the job, as GET /jobs/{id}) whenever it changes, then one
         final ``done``, ``failed`` or ``cancelled`` event, and the stream ends."""
         get_job(job_id)
@@ -242,15 +252,25 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
     return app
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods of every route on the request's path, for the ``Allow`` header of a 405."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def _check_options(req: JobRequest, runner: JobRunner) -> dict[str, OptionValue]:
     options = {k.replace("-", "_"): v for k, v in req.options.items() if v is not None}
     if "model" in options:
         raise HTTPException(422, "give the model as 'model', not as an option")
     try:
-        parse_options({"model": req.model, **options})
+        ConvertOptions.from_mapping({"model": req.model, **options}).check()
     except FacestyleError as e:
         raise HTTPException(422, f"options: {e}") from None
-    if options.get("device", "auto") != "auto":
+    if options.get("device", ConvertOptions.device) != ConvertOptions.device:
         try:
             name = str(resolve_device(str(options["device"])))
         except FacestyleError as e:

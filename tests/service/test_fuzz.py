@@ -1,0 +1,181 @@
+"""The job API under Schemathesis: requests generated from the service's own OpenAPI schema, every
+check Schemathesis has (no server error, only documented status codes, bodies and headers that match
+the schema, 405 with ``Allow``, negative data rejected, auth not ignored...), and the stateful phase,
+which follows the links from ``POST /jobs`` to the job routes so that generated calls reach real jobs.
+
+The app runs in-process (ASGI) over a real journal and a real :class:`JobRunner`; only the worker's
+conversion is a stub that takes a few steps, reports progress and honours cancel, so jobs go
+queued -> running -> done within the test. The seed and the number of examples are fixed, so CI
+runs the same cases every time; ``FACESTYLE_FUZZ_EXAMPLES`` raises the count for a longer run by hand.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import hypothesis
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+torch = pytest.importorskip("torch")
+
+from schemathesis.config import SchemathesisConfig  # noqa: E402
+
+from pipeline.convert import ConvertResult  # noqa: E402
+from pipeline.daemon.journal import Job, Journal  # noqa: E402
+from pipeline.service.app import create_app  # noqa: E402
+from pipeline.service.config import PathPolicy, ServeConfig  # noqa: E402
+from pipeline.service.runner import JobRunner, ProgressBoard, _JobProgress  # noqa: E402
+
+TOKEN = "fuzz-token-0123456789abcdef0123456789abcdef"
+SEED = 20240614
+EXAMPLES = int(os.environ.get("FACESTYLE_FUZZ_EXAMPLES", "25"))
+STATEFUL_STEPS = int(os.environ.get("FACESTYLE_FUZZ_STEPS", "10"))
+
+
+def call(app, method: str, path: str, body: bytes = b"", token: str | None = TOKEN) -> tuple[int, dict, dict]:
+    """One request straight into the ASGI app: (status, headers, JSON body)."""
+    headers = [(b"content-type", b"application/json")]
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    path, _, query = path.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, json.loads(raw)
+
+
+def _stub_convert(runner: JobRunner, steps: int = 3, step_s: float = 0.005):
+    """A conversion that takes ``steps`` frames, reports them and stops on cancel, writing nothing."""
+
+    def convert(job: Job) -> ConvertResult:
+        progress = _JobProgress(runner.board, runner.journal, job.id, runner.workers[0].stop_job)
+        progress.start(Path(job.input).name, steps)
+        for _ in range(steps):
+            time.sleep(step_s)
+            progress.update(1)          # raises JobCancelled once cancel was asked
+        return ConvertResult(Path(job.input), Path(job.output), steps, steps, steps, steps * step_s)
+
+    return convert
+
+
+@pytest.fixture(scope="module")
+def service_app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "clip.mp4").write_bytes(b"\0" * 64)     # the stub never reads it; the app checks it exists
+    journal = Journal(root / "journal.sqlite")
+    board = ProgressBoard()
+    cfg = ServeConfig(state=root / "state", roots=(root,), devices=("cpu",))
+    runner = JobRunner(cfg, journal, board, devices=[torch.device("cpu")])
+    for worker in runner.workers:
+        worker.convert = _stub_convert(runner)
+    runner.start()
+    app = create_app(journal, runner, board, PathPolicy((root,)), TOKEN, poll_s=0.01)
+    yield app, root
+    runner.stop(timeout=10)
+    journal.close()
+
+
+def _config() -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict({
+        "seed": SEED,
+        "headers": {"Authorization": f"Bearer {TOKEN}"},
+        "generation": {"max-examples": EXAMPLES, "mode": "all", "database": "none"},
+        "phases": {"stateful": {"max-steps": STATEFUL_STEPS}},
+        # A schema-valid body can still name a file that does not exist or lies outside the roots:
+        # POST /jobs answers that with 403 or 422 (documented); no schema can describe the file system.
+        "operations": [{"include-path": "/jobs", "include-method": "POST",
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [
+                            "2xx", 401, 403, 404, 409, 422]}}}],
+    })
+
+
+@pytest.fixture(scope="module")
+def api_schema(service_app):
+    app, root = service_app
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=_config())
+    real = {"input": str(root / "clip.mp4"), "model": "pixar", "output": None}
+
+    @schema.hook
+    def map_body(ctx, body):  # noqa: ANN001, ANN202 - Schemathesis hook signature
+        """Half of the well-formed job requests name the real clip, so jobs get created, run and end."""
+        if ctx.operation is None or ctx.operation.path != "/jobs" or not isinstance(body, dict):
+            return body
+        if not set(body) <= {"input", "output", "model", "options"}:
+            return body
+        if not (isinstance(body.get("input"), str) and isinstance(body.get("model"), str)):
+            return body
+        if len(body["input"]) % 2:
+            return body
+        options = body.get("options", {})
+        if isinstance(options, dict) and all(v is None or isinstance(v, str | int | float | bool)
+                                             for v in options.values()):
+            return {**body, **real, "options": {}}
+        return {**body, **{k: v for k, v in real.items() if k != "output"}}
+
+    return schema
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+def test_every_operation_holds_under_generated_requests(case):
+    case.call_and_validate()
+
+
+def test_stateful_job_sequences_hold(api_schema):
+    machine = api_schema.as_state_machine()
+    machine.run(settings=hypothesis.settings(max_examples=EXAMPLES, stateful_step_count=STATEFUL_STEPS,
+                                             deadline=None, derandomize=True, database=None,
+                                             suppress_health_check=list(hypothesis.HealthCheck)))
+
+
+def test_generated_jobs_were_really_created_and_run(service_app, api_schema):
+    """The fuzzing above reached real jobs (the body hook works), and none of them broke the runner."""
+    status, _, reply = call(service_app[0], "GET", "/jobs?limit=1000")
+    assert status == 200
+    counts = reply["counts"]
+    if sum(counts.values()) == 0:
+        pytest.skip("run with the other tests of this module")
+    assert counts.get("done", 0) + counts.get("cancelled", 0) >= 1, counts
+    assert counts.get("failed", 0) == 0, counts
+
+
+@pytest.mark.parametrize("method, path, code", [
+    ("GET", "/jobs/18792883837689309167616", 422),            # once an OverflowError inside SQLite: 500
+    ("POST", "/jobs/684595114152128832175735832576/cancel", 422),
+    ("GET", "/jobs/9223372036854775807", 404),                 # the largest id SQLite holds: no such job
+    ("GET", "/jobs/0/events", 422),
+])
+def test_ids_out_of_range_are_client_errors(service_app, method, path, code):
+    status, _, reply = call(service_app[0], method, path)
+    assert status == code and reply["error"], reply
+
+
+def test_wrong_method_says_which_are_allowed_and_bad_bytes_are_a_4xx(service_app):
+    app = service_app[0]
+    status, headers, reply = call(app, "TRACE", "/jobs")
+    assert status == 405 and set(headers["allow"].split(", ")) >= {"GET", "POST"} and reply["error"]
+    status, headers, _ = call(app, "DELETE", "/health", token=None)
+    assert status == 405 and "GET" in headers["allow"]
+    status, _, reply = call(app, "POST", "/jobs", body=b"\xff\xfe")
+    assert status in (400, 422) and reply["error"]
+    status, headers, _ = call(app, "GET", "/jobs", token="wrong")
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
