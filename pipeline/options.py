@@ -20,7 +20,7 @@ from pipeline.errors import UsageError
 from pipeline.face.detect import DEFAULT_DETECTOR
 from pipeline.media.codecs import CODECS
 from pipeline.option_fields import check_choices, from_mapping, from_namespace, option, options_of, to_mapping
-from pipeline.runtime.device import PRECISIONS, Precision
+from pipeline.runtime.device import DEFAULT_THREADS, PRECISIONS, THREADS_HELP, Precision
 from pipeline.stages.detect_crop import FACE_MODES, FaceConfig
 from pipeline.stages.generate import GenerateConfig
 from pipeline.stages.invert import STYLE_CODES, InvertConfig
@@ -56,7 +56,7 @@ class ConvertOptions:
         0, "faces per batch (0: automatic: on a CPU at most 8 faces and the pixels of 8 crops of 128x128 in fp32 "
            "or 4 of 256x256 in bf16, which measured fastest there; on CUDA at most 16 faces and what fits in half "
            "the free memory)", group=INFERENCE)
-    threads: int = option(0, "CPU threads for inference (0: PyTorch default)", group=INFERENCE, job=False)
+    threads: int = option(DEFAULT_THREADS, THREADS_HELP, group=INFERENCE, job=False)
     hwaccel: str | None = option(
         VideoInConfig.hwaccel, "decode with this FFmpeg hardware device type (cuda, vaapi, videotoolbox, ...); "
                                "falls back to software decoding with a warning when it cannot start",

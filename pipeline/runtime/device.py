@@ -9,6 +9,9 @@ import torch
 from pipeline.errors import UsageError
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Inference threads of a process (convert, watch, bench, serve): 0 leaves PyTorch's default.
+DEFAULT_THREADS = 0
+THREADS_HELP = "CPU threads for inference (0: PyTorch default)"
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import FacestyleError, UsageError
 from pipeline.option_fields import option
+from pipeline.runtime.device import DEFAULT_THREADS, THREADS_HELP
 
 DEFAULT_PORT = 8765
 TOKEN_BYTES = 32
@@ -63,7 +64,7 @@ class ServeConfig:
     token_file: Path | None = option(None, "use this token file instead of STATE/token")
     allow_remote: bool = option(False, "allow a non-loopback --host (needs --token-file; put TLS in front of it)")
     devices: tuple[str, ...] = ("auto",)
-    threads: int = option(0, "CPU threads for inference (0: PyTorch default)")
+    threads: int = option(DEFAULT_THREADS, THREADS_HELP)
     max_models: int = option(2, "models kept loaded per device")
     max_attempts: int = 3
 
