@@ -216,8 +216,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path):
 def test_exception_inside_with_discards_the_partial_file(tmp_path, error):
     src = make_clip(tmp_path / "in.mp4", frames=10, audio=True)
     dst = tmp_path / "out.mp4"
-    frames = read(src)
-    with pytest.raises(type(error)):
+    with read(src) as frames, pytest.raises(type(error)):     # (the reader's thread ends here too)
         with VideoWriter(dst, VideoOutConfig(), frames.info, audio_from=src) as writer:
             for frame in frames:
                 writer.write(frame.pixels, frame.pts)
