@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pipeline.daemon.commands import add_commands as add_daemon_commands
 from pipeline.errors import FacestyleError, InputError
-from pipeline.frontend import LOG_LEVELS, FrontEnd, ReportOptions, config_path, read_config
+from pipeline.frontend import LOG_LEVELS, FrontEnd, ReportOptions, add_command, config_path, read_config
 from pipeline.model.commands import add_commands as add_model_commands
 from pipeline.option_fields import add_arguments, from_namespace
 from pipeline.options import ConvertOptions, add_convert_options
@@ -77,11 +77,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert", help="stylize the faces in a video, a photo or a folder of them",
-        description="Stylize the faces in a video (audio kept), a photo, or every video and photo in a folder. "
-                    "Defaults may also come from a TOML config file ([convert] table; see README).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = add_command(sub, "convert", _cmd_convert, "stylize the faces in a video, a photo or a folder of them",
+                    "Stylize the faces in a video (audio kept), a photo, or every video and photo in a folder. "
+                    "Defaults may also come from a TOML config file ([convert] table; see README).")
     p.add_argument("input", help="video, photo, or folder of them")
     p.add_argument("-o", "--output", help="output file (folder for a folder input); default: "
                    "<input>_<model>.mp4 beside the input")
@@ -89,7 +87,6 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     groups: dict = {}
     add_arguments(p, ReportOptions, groups=groups)
     groups["reporting"].add_argument("--config", help="TOML file with defaults for these options ([convert] table)")
-    p.set_defaults(func=_cmd_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,10 @@ and, for the command line and the daemon, read the same TOML config file (:func:
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,16 @@ class ReportOptions:
         if self.progress == "json":
             return "json"
         return "none" if self.quiet or self.progress == "none" else "bar"
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help: str,  # noqa: A002
+                description: str | None = None, show_defaults: bool = True) -> argparse.ArgumentParser:
+    """A ``facestyle`` command: its parser (``--help`` shows the defaults unless told not to), running
+    ``func(args)`` -> exit code."""
+    kw = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter} if show_defaults else {}
+    p = sub.add_parser(name, help=help, description=description, **kw)
+    p.set_defaults(func=func)
+    return p
 
 
 def model_tag(model: str) -> str:

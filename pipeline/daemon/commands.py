@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from pipeline.errors import UsageError
-from pipeline.frontend import LOG_LEVELS
+from pipeline.frontend import LOG_LEVELS, add_command
 from pipeline.option_fields import add_arguments, from_namespace
 from pipeline.options import ConvertOptions, add_convert_options
 
@@ -64,14 +64,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from pipeline.daemon.journal import STATES
     from pipeline.daemon.watch import WatchConfig
 
-    p = sub.add_parser(
-        "watch", help="watch a folder and convert every video or photo dropped into it (a daemon)",
-        description="Convert every video and photo that arrives in INBOX into OUTBOX, once each, with the model "
-                    "loaded once. A file is taken when its size and mtime have not changed for --settle seconds. "
-                    "Converted inputs move to INBOX/done/, failed ones to INBOX/failed/ with <name>.error.json. "
-                    "The job journal (SQLite) and lock live in the state folder; 'facestyle jobs' lists them. "
-                    "SIGTERM/SIGINT stop gracefully. See README, 'Watch folder (render boxes)'.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = add_command(
+        sub, "watch", _cmd_watch, "watch a folder and convert every video or photo dropped into it (a daemon)",
+        "Convert every video and photo that arrives in INBOX into OUTBOX, once each, with the model loaded once. A "
+        "file is taken when its size and mtime have not changed for --settle seconds. Converted inputs move to "
+        "INBOX/done/, failed ones to INBOX/failed/ with <name>.error.json. The job journal (SQLite) and lock live in "
+        "the state folder; 'facestyle jobs' lists them. SIGTERM/SIGINT stop gracefully. See README, 'Watch folder "
+        "(render boxes)'.")
     p.add_argument("inbox", help="folder to watch (not recursive)")
     p.add_argument("-o", "--out", required=True, help="folder for the outputs (<stem>_<model>.mp4), created")
     groups: dict = {}
@@ -81,17 +80,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="logging detail on stderr (default: info)")
     g.add_argument("--config", help="TOML file with defaults for the convert options ([convert] table)")
     add_convert_options(p)
-    p.set_defaults(func=_cmd_watch)
 
-    j = sub.add_parser("jobs", help="list the queue and history of a watch folder's job journal",
-                       description="List the jobs of a 'facestyle watch' journal: running and queued first, then "
-                                   "the most recent finished ones, then the counts per state.")
+    j = add_command(sub, "jobs", _cmd_jobs, "list the queue and history of a watch folder's job journal",
+                    "List the jobs of a 'facestyle watch' journal: running and queued first, then the most recent "
+                    "finished ones, then the counts per state.", show_defaults=False)
     j.add_argument("outbox", nargs="?", help="the watch folder's OUTBOX (journal in OUTBOX/.facestyle)")
     j.add_argument("--state", help="the state folder, if the daemon was started with --state")
     j.add_argument("--status", action="append", choices=STATES, help="only jobs in this state (repeatable)")
     j.add_argument("-n", "--limit", type=int, default=50, help="at most this many finished jobs")
     j.add_argument("--json", action="store_true", help="print one JSON object")
-    j.set_defaults(func=_cmd_jobs)
 
 
 __all__ = ["add_commands"]

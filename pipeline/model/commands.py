@@ -48,21 +48,22 @@ def _cmd_checkpoint_info(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``models`` and ``checkpoint`` to the ``facestyle`` parser."""
+    from pipeline.frontend import add_command
     from pipeline.model.random_checkpoint import PRESETS
 
-    models = sub.add_parser("models", help="list the official models and which are cached",
-                            description="List the official StyleGANEX models, what each does, and which are "
-                                        "already downloaded (cache: $FACESTYLE_MODEL_DIR or ~/.cache/facestyle).")
+    models = add_command(sub, "models", _cmd_models, "list the official models and which are cached",
+                         "List the official StyleGANEX models, what each does, and which are already downloaded "
+                         "(cache: $FACESTYLE_MODEL_DIR or ~/.cache/facestyle).", show_defaults=False)
     models.add_argument("--json", action="store_true", help="print JSON")
-    models.set_defaults(func=_cmd_models)
 
     ck = sub.add_parser("checkpoint", help="make or inspect checkpoint files")
     ck_sub = ck.add_subparsers(dest="checkpoint_command", metavar="ACTION")
-    rnd = ck_sub.add_parser(
-        "random", help="write a checkpoint of seeded random weights (for tests and benchmarks)",
-        description="Write a checkpoint of seeded RANDOM weights in the official StyleGANEX file layout. "
-                    "It exercises the whole pipeline at the real size (or a tiny one) but stylizes nothing: "
-                    "its output is coloured noise. Use an official checkpoint for real results.")
+    rnd = add_command(
+        ck_sub, "random", _cmd_checkpoint_random, "write a checkpoint of seeded random weights (for tests and "
+                                                  "benchmarks)",
+        "Write a checkpoint of seeded RANDOM weights in the official StyleGANEX file layout. It exercises the whole "
+        "pipeline at the real size (or a tiny one) but stylizes nothing: its output is coloured noise. Use an "
+        "official checkpoint for real results.", show_defaults=False)
     rnd.add_argument("--preset", required=True, choices=list(PRESETS),
                      help="architecture: 'tiny' is a reduced-width toonify model for tests; the others are "
                           "the official model families at full size (about 1.2 GB)")
@@ -70,14 +71,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rnd.add_argument("-o", "--output", required=True, help="file to write (.pt)")
     rnd.add_argument("--overwrite", action="store_true", help="replace an existing file")
     rnd.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    rnd.set_defaults(func=_cmd_checkpoint_random)
 
-    info = ck_sub.add_parser("info", help="describe a checkpoint file",
-                             description="Describe a checkpoint: model family, structure and size.")
+    info = add_command(ck_sub, "info", _cmd_checkpoint_info, "describe a checkpoint file",
+                       "Describe a checkpoint: model family, structure and size.", show_defaults=False)
     info.add_argument("checkpoint", help="checkpoint file (.pt)")
     info.add_argument("--verify", action="store_true", help="also build the model and load it strictly")
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.set_defaults(func=_cmd_checkpoint_info)
 
 
 __all__ = ["add_commands"]

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.errors import UsageError
-from pipeline.frontend import ReportOptions
+from pipeline.frontend import ReportOptions, add_command
 from pipeline.option_fields import add_arguments, from_namespace
 from pipeline.options import ConvertOptions, add_convert_options
 from pipeline.service.config import DEFAULT_PORT, ServeConfig
@@ -102,25 +102,22 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``serve``, ``submit`` and ``cancel`` to the ``facestyle`` parser."""
-    p = sub.add_parser(
-        "serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="run the local job service for editors and scripts (HTTP/JSON API)",
-        description="Run a local HTTP/JSON job service: editors and scripts submit conversions, follow their "
-                    "progress (server-sent events) and cancel them. Jobs run one at a time per device with the "
-                    "models loaded once; the queue survives a restart. A bearer token is created in the state "
-                    "folder on first start. See README, 'Use it from your editor'.")
+    p = add_command(
+        sub, "serve", _cmd_serve, "run the local job service for editors and scripts (HTTP/JSON API)",
+        "Run a local HTTP/JSON job service: editors and scripts submit conversions, follow their progress "
+        "(server-sent events) and cancel them. Jobs run one at a time per device with the models loaded once; the "
+        "queue survives a restart. A bearer token is created in the state folder on first start. See README, 'Use "
+        "it from your editor'.")
     add_arguments(p, ServeConfig)
     p.add_argument("--root", action="append", metavar="DIR",
                    help="folder jobs may read and write (repeatable; default: your home folder)")
     p.add_argument("--device", action="append", help="device to run jobs on (repeatable: one worker each; "
                                                       "default auto)")
-    p.set_defaults(func=_cmd_serve)
 
-    s = sub.add_parser(
-        "submit", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="queue a conversion on a running 'facestyle serve' (optionally wait for it)",
-        description="Queue INPUT on the job service with the same options as 'facestyle convert'. With --wait, "
-                    "follow it and report progress like convert does (--progress json prints the same lines).")
+    s = add_command(
+        sub, "submit", _cmd_submit, "queue a conversion on a running 'facestyle serve' (optionally wait for it)",
+        "Queue INPUT on the job service with the same options as 'facestyle convert'. With --wait, follow it and "
+        "report progress like convert does (--progress json prints the same lines).")
     s.add_argument("input", help="video or photo (a path the service can read)")
     s.add_argument("-o", "--output", help="output file (default: <input>_<model>.mp4 beside the input)")
     add_convert_options(s)
@@ -128,12 +125,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_arguments(s, ReportOptions)
     s.add_argument("--config", help="TOML file with defaults for the convert options ([convert] table)")
     _add_connection(s)
-    s.set_defaults(func=_cmd_submit)
 
-    c = sub.add_parser("cancel", help="cancel a queued or running job of the job service")
+    c = add_command(sub, "cancel", _cmd_cancel, "cancel a queued or running job of the job service",
+                    show_defaults=False)
     c.add_argument("job", type=int, help="job id")
     _add_connection(c)
-    c.set_defaults(func=_cmd_cancel)
 
 
 __all__ = ["add_commands"]

@@ -45,16 +45,16 @@ def _cmd_metrics_flicker(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``bench`` and ``metrics`` to the ``facestyle`` parser."""
+    from pipeline.frontend import add_command
     from pipeline.model.random_checkpoint import PRESETS
 
-    p = sub.add_parser(
-        "bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="time the real pipeline per stage, against this machine's measured peak",
-        description="Run the real pipeline on INPUT (or on a synthetic clip with a fixed synthetic face) and "
-                    "print per stage (decode, detect, invert, smooth, generate, paste, encode) frames/s and share "
-                    "of wall time, the achieved GFLOP/s of invert and generate next to the peak of a matmul and a "
-                    "512-channel 3x3 conv probe, and the overlap efficiency (slowest stage alone / wall time). "
-                    "Without --model it uses random weights of the official size.")
+    p = add_command(
+        sub, "bench", _cmd_bench, "time the real pipeline per stage, against this machine's measured peak",
+        "Run the real pipeline on INPUT (or on a synthetic clip with a fixed synthetic face) and print per stage "
+        "(decode, detect, invert, smooth, generate, paste, encode) frames/s and share of wall time, the achieved "
+        "GFLOP/s of invert and generate next to the peak of a matmul and a 512-channel 3x3 conv probe, and the "
+        "overlap efficiency (slowest stage alone / wall time). Without --model it uses random weights of the "
+        "official size.")
     p.add_argument("input", nargs="?", help="a clip with a face (default: synthetic)")
     p.add_argument("--random-preset", default="toonify", choices=list(PRESETS),
                    help="architecture of the random model when no --model is given")
@@ -62,23 +62,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="1920x1080", help="synthetic clip size WxH")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_convert_options(p)
-    p.set_defaults(func=_cmd_bench)
 
     m = sub.add_parser("metrics", help="measure a conversion (temporal consistency)")
     m_sub = m.add_subparsers(dest="metrics_command", metavar="METRIC")
-    f = m_sub.add_parser(
-        "flicker", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="warping error and responsiveness of OUTPUT against the motion of INPUT",
-        description="Temporal consistency of a stylized clip: the warping error of OUTPUT under optical flow "
-                    "computed on INPUT (mean absolute difference, 0-255 levels, inside the face region; the "
-                    "input's own value is the floor), and responsiveness (how much of the input's motion the "
-                    "output follows: 1 = all, 0 = frozen). Both clips must have the same frames.")
+    f = add_command(
+        m_sub, "flicker", _cmd_metrics_flicker, "warping error and responsiveness of OUTPUT against the motion of "
+                                                "INPUT",
+        "Temporal consistency of a stylized clip: the warping error of OUTPUT under optical flow computed on INPUT "
+        "(mean absolute difference, 0-255 levels, inside the face region; the input's own value is the floor), and "
+        "responsiveness (how much of the input's motion the output follows: 1 = all, 0 = frozen). Both clips must "
+        "have the same frames.")
     f.add_argument("input", help="the source clip")
     f.add_argument("output", help="the stylized clip (full output mode)")
     f.add_argument("--max-frames", type=int, default=None, help="compare only the first N frames")
     f.add_argument("--flow-size", type=int, default=640, help="long side of the frames the flow is computed on")
     f.add_argument("--json", action="store_true", help="print one JSON object")
-    f.set_defaults(func=_cmd_metrics_flicker)
 
 
 __all__ = ["add_commands"]
