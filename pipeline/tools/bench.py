@@ -47,12 +47,14 @@ log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "invert", "smooth", "generate", "paste", "encode")
 THREADED = ("decode", "detect", "encode")
+FRAMES = 30                      # frames a run times
+SYNTHETIC_SIZE = (1920, 1080)    # the synthetic clip's size when no input is given
 
 
 # -- the run ---------------------------------------------------------------------------------
 
 def run_bench(input_path: Path | None, model: StyleGANEX, detector: Detector | None, cfg: ConvertConfig, *,
-              frames: int = 30, synthetic_size: tuple[int, int] = (1920, 1080), workdir: Path,
+              frames: int = FRAMES, synthetic_size: tuple[int, int] = SYNTHETIC_SIZE, workdir: Path,
               eye_distance: float = 90.0) -> BenchReport:
     """Benchmark the pipeline on the first ``frames`` frames of ``input_path`` (or a synthetic clip).
 

@@ -47,6 +47,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``bench`` and ``metrics`` to the ``facestyle`` parser."""
     from pipeline.frontend import add_command
     from pipeline.model.random_checkpoint import PRESETS
+    from pipeline.tools.bench import FRAMES, SYNTHETIC_SIZE
+    from pipeline.tools.metrics import FLOW_SIZE
 
     p = add_command(
         sub, "bench", _cmd_bench, "time the real pipeline per stage, against this machine's measured peak",
@@ -58,8 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="a clip with a face (default: synthetic)")
     p.add_argument("--random-preset", default="toonify", choices=list(PRESETS),
                    help="architecture of the random model when no --model is given")
-    p.add_argument("--frames", type=int, default=30, help="frames to run")
-    p.add_argument("--size", default="1920x1080", help="synthetic clip size WxH")
+    p.add_argument("--frames", type=int, default=FRAMES, help="frames to run")
+    p.add_argument("--size", default="x".join(map(str, SYNTHETIC_SIZE)), help="synthetic clip size WxH")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_convert_options(p)
 
@@ -75,7 +77,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("input", help="the source clip")
     f.add_argument("output", help="the stylized clip (full output mode)")
     f.add_argument("--max-frames", type=int, default=None, help="compare only the first N frames")
-    f.add_argument("--flow-size", type=int, default=640, help="long side of the frames the flow is computed on")
+    f.add_argument("--flow-size", type=int, default=FLOW_SIZE, help="long side of the frames the flow is computed on")
     f.add_argument("--json", action="store_true", help="print one JSON object")
 
 
