@@ -100,6 +100,7 @@ class ConvertResult:
     seconds: float = 0.0
     damage: str | None = None
     error: str | None = None
+    repairs: list[str] = field(default_factory=list)  # damaged audio re-encoded, subtitle packets dropped
 
     @property
     def ok(self) -> bool:
@@ -110,7 +111,7 @@ class ConvertResult:
                 "frames_in": self.frames_in, "frames_out": self.frames_out,
                 "frames_with_face": self.frames_with_face, "seconds": round(self.seconds, 3),
                 "fps": round(self.frames_out / self.seconds, 3) if self.seconds else None,
-                "damage": self.damage, "error": self.error}
+                "damage": self.damage, "repairs": self.repairs, "error": self.error}
 
 
 def default_output(src: Path, tag: str, folder: Path | None = None) -> Path:
@@ -224,12 +225,15 @@ def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: 
     with reader, cfg.precision.context(model.latent_avg.device):
         out = stages(counter.count_in(reader), info, model, detector, cfg, tap=counter.tap)
         out = _require_a_face(out, counter, cfg, src)
+        repairs: list[str] = []
         written = video_out.write(_count_out(counted_output(out), counter), dst, cfg.video_out, info,
-                                  audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end)
+                                  audio_from=src, start=cfg.video_in.start, end=cfg.video_in.end, notes=repairs)
     result = ConvertResult(src, written, counter.frames, counter.frames_out, counter.with_face,
                            time.monotonic() - t0)
-    if not reader.report.ok:
-        result.damage = reader.report.summary()
+    result.repairs = repairs
+    damage = ([] if reader.report.ok else [reader.report.summary()]) + [f"{src}: {r}" for r in repairs]
+    if damage:
+        result.damage = "; ".join(damage)
     progress.finish(**{k: v for k, v in result.as_dict().items() if k not in ("src",)})
     return result
 

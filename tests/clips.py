@@ -9,10 +9,13 @@ matrix, the way phones record portrait video.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import cv2
 import numpy as np
 
@@ -127,3 +130,45 @@ def garble(path: Path, at: float, length: int, seed: int = 0) -> Path:
         f.seek(int(size * at))
         f.write(noise)
     return path
+
+
+def decode_problems(path: Path) -> list[str]:
+    """Every problem met decoding all the video and audio of ``path`` to the end: PyAV errors,
+    frames FFmpeg flags corrupt, FFmpeg's own error messages, and, when an ``ffmpeg`` binary is on
+    PATH, what ``ffmpeg -v error -i path -f null -`` prints. An empty list: the file is clean."""
+    problems: list[str] = []
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs, av.open(str(path)) as container:
+            streams = [s for s in container.streams if s.type in ("video", "audio")]
+            decoded = dict.fromkeys((s.index for s in streams), 0)
+            packets = container.demux(*streams)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as err:
+                    problems.append(f"demux: {err}")
+                    break
+                try:
+                    frames = packet.stream.decode(packet if packet.size else None)
+                except av.error.FFmpegError as err:
+                    problems.append(f"{packet.stream.type} packet at pts {packet.pts}: {err}")
+                    continue
+                decoded[packet.stream.index] += len(frames)
+                problems += [f"{packet.stream.type} frame at pts {f.pts} flagged corrupt"
+                             for f in frames if f.is_corrupt]
+            problems += [f"stream {i} decoded to no frames" for i, n in decoded.items() if n == 0]
+        problems += [f"ffmpeg log: {name}: {text.strip()}" for level, name, text in logs
+                     if level <= av.logging.ERROR]
+    finally:
+        av.logging.set_level(None)
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg:
+        run = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                             capture_output=True, text=True, timeout=300)
+        problems += [f"ffmpeg: {line}" for line in run.stderr.splitlines() if line.strip()]
+        if run.returncode:
+            problems.append(f"ffmpeg exited with {run.returncode}")
+    return problems

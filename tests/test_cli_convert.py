@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from pipeline import make_random_checkpoint, save_checkpoint
-from tests.clips import face_clip
+from tests.clips import decode_problems, face_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,3 +142,4 @@ def test_audio_only_and_corrupt_tail(tmp_path, tiny, media_dir):
     assert proc.returncode == 0, proc.stderr
     assert "damaged input" in proc.stderr and "truncated" in proc.stderr and out.exists()
     assert 1 <= streams(out)[0] < 30
+    assert decode_problems(out) == []       # the output never inherits the damage

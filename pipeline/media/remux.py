@@ -12,19 +12,21 @@ Decisions:
   timestamps (mp4/mov) keep the one audio packet that starts before the cut as decoder preroll;
   re-encoded audio is cut to the sample.
 - Times are source seconds; ``origin`` (the trim start) is written at t=0.
+- Damage is never copied (:mod:`pipeline.media.audio_repair`): audio with undecodable packets is
+  re-encoded with silence in their place, damaged subtitle packets are dropped; ``notes`` says so.
 - Packets reach the file through the ``mux`` callable the writer passes in, the same one its
   video packets take.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
+from pipeline.media.audio_repair import CleanAudio, scan
 from pipeline.media.media_info import av_reason, open_input
 
 __all__ = ["Mux", "Passthrough", "close_quietly", "mux"]
@@ -71,16 +73,27 @@ class Passthrough:
         # mp4/mov keep a packet that starts before the cut (decoder preroll, hidden by an edit
         # list); Matroska would shift every stream to make its negative timestamp non-negative.
         preroll = bool(out.format.flags & av.format.Flags.ts_negative.value)
-        for stream in list(self.src.streams.audio) + list(self.src.streams.subtitles):
-            if stream.codec_context is None:
-                continue
+        carried = [s for s in list(self.src.streams.audio) + list(self.src.streams.subtitles) if s.codec_context]
+        damage = scan(src, [s.index for s in carried], origin, end)
+        self.notes: list[str] = []  # one line per stream repaired because its source was damaged
+        for stream in carried:
             name = stream.codec_context.name
-            if not accepted or name in accepted:
+            hurt = damage.get(stream.index)
+            if (not accepted or name in accepted) and not (hurt and stream.type == "audio"):
                 copy = out.add_stream_from_template(stream)
-                self.routes[stream.index] = _Route(stream, copy, origin, mux, preroll=preroll)
+                self.routes[stream.index] = _Route(stream, copy, origin, mux, preroll=preroll,
+                                                   drop=hurt.bad_pts if hurt else ())
+                if hurt:
+                    self._note(src, f"{hurt.bad} damaged {name} subtitle packets dropped (stream {stream.index})")
             elif stream.type == "audio":
-                codec = next((c for c in ("aac", "libopus") if c in accepted), out.default_audio_codec)
-                log.info("%s: %s audio does not fit this container; re-encoding to %s", src, name, codec)
+                if hurt:
+                    codec = name if name in (accepted or [name]) and _can_encode(name) else \
+                        next((c for c in ("aac", "libopus") if c in accepted), out.default_audio_codec)
+                    self._note(src, f"audio re-encoded to {codec} instead of copied: {hurt.bad} of {hurt.packets} "
+                                    f"packets undecodable, silence in their place ({hurt.first_error})")
+                else:
+                    codec = next((c for c in ("aac", "libopus") if c in accepted), out.default_audio_codec)
+                    log.info("%s: %s audio does not fit this container; re-encoding to %s", src, name, codec)
                 self.routes[stream.index] = _Route(stream, _audio_encoder(out, stream, codec), origin, mux,
                                                    preroll=True, encode=True)
             else:
@@ -95,6 +108,10 @@ class Passthrough:
                     log.debug("audio seek failed (%s); reading from the start", av_reason(err))
             streams = [s for s in self.src.streams if s.index in self.routes]
             self.packets = self.src.demux(*streams)
+
+    def _note(self, src: Path, note: str) -> None:
+        log.warning("%s: damaged input: %s", src, note)
+        self.notes.append(note)
 
     def pump(self, until: float, limit: float | None = None) -> None:
         """Mux packets that start before ``until``; skip those before ``origin``."""
@@ -128,12 +145,15 @@ class Passthrough:
 
 
 class _Route:
-    """One source stream into one output stream: remuxed packets, or decoded and re-encoded."""
+    """One source stream into one output stream: remuxed packets (less those in ``drop``, by pts),
+    or decoded and re-encoded by :class:`~pipeline.media.audio_repair.CleanAudio`."""
 
     def __init__(self, src: av.stream.Stream, dst: av.stream.Stream, origin: float, mux: Mux, *,
-                 preroll: bool, encode: bool = False) -> None:
+                 preroll: bool, encode: bool = False, drop: Iterable[int] = ()) -> None:
         self.src, self.dst, self.origin, self.mux = src, dst, origin, mux
-        self.preroll, self.encode = preroll and src.type == "audio", encode
+        self.preroll = preroll and src.type == "audio"
+        self.clean = CleanAudio(src, dst, origin) if encode else None
+        self.drop = set(drop)
 
     def send(self, packet: av.Packet, start: float, limit: float | None) -> None:
         duration = float((packet.duration or 0) * packet.time_base)
@@ -141,9 +161,10 @@ class _Route:
             return
         if start + 2 * duration <= self.origin + 1e-9:
             return  # before the trim; the one packet just before it is kept as decoder preroll
-        if self.encode:
-            for frame in self.src.decode(packet):
-                self._encode(frame, limit)
+        if self.clean is not None:
+            self.mux(self.dst.container, list(self.clean.send(packet, limit)))
+            return
+        if packet.pts in self.drop:
             return
         shift = round(Fraction(self.origin) / packet.time_base)
         packet.pts -= shift
@@ -152,36 +173,9 @@ class _Route:
         packet.stream = self.dst
         self.mux(self.dst.container, packet)
 
-    def _encode(self, frame: av.AudioFrame, limit: float | None) -> None:
-        """Re-encode, cutting samples outside [origin, limit) exactly."""
-        rate = frame.sample_rate
-        first = round((frame.pts * frame.time_base - Fraction(self.origin)) * rate)  # output sample
-        skip = max(0, -first)
-        keep = frame.samples - skip
-        if limit is not None:
-            keep = min(keep, round((limit - self.origin) * rate) - (first + skip))
-        if keep <= 0:
-            return
-        if skip or keep < frame.samples:
-            frame = _slice_samples(frame, skip, keep)
-        frame.pts = first + skip
-        frame.time_base = Fraction(1, rate)
-        self.mux(self.dst.container, self.dst.encode(frame))
-
     def flush(self, limit: float | None) -> None:
-        if self.encode:
-            for frame in self.src.decode(None):
-                self._encode(frame, limit)
-            self.mux(self.dst.container, self.dst.encode(None))
-
-
-def _slice_samples(frame: av.AudioFrame, skip: int, keep: int) -> av.AudioFrame:
-    data = frame.to_ndarray()  # planar: [channels, samples]; packed: [1, samples * channels]
-    per = 1 if frame.format.is_planar else len(frame.layout.channels)
-    part = np.ascontiguousarray(data[:, skip * per : (skip + keep) * per])
-    out = av.AudioFrame.from_ndarray(part, format=frame.format.name, layout=frame.layout.name)
-    out.sample_rate = frame.sample_rate
-    return out
+        if self.clean is not None:
+            self.mux(self.dst.container, list(self.clean.flush(limit)))
 
 
 def _audio_encoder(out: av.container.OutputContainer, src: av.audio.stream.AudioStream,
@@ -192,6 +186,14 @@ def _audio_encoder(out: av.container.OutputContainer, src: av.audio.stream.Audio
     stream = out.add_stream(codec, rate=rate)
     stream.layout = _layout_name(src.codec_context.layout)
     return stream
+
+
+def _can_encode(name: str) -> bool:
+    try:
+        av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
 
 
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}

@@ -115,9 +115,10 @@ class VideoOutConfig:
 
 def write(frames: Iterable[OutFrame | Frame], dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
           *, audio_from: str | os.PathLike | None = None, start: float | None = None,
-          end: float | None = None) -> Path:
+          end: float | None = None, notes: list[str] | None = None) -> Path:
     """Write frames to ``dst``: output frames (RGB pixels or YUV 4:2:0 planes), or decoded frames
-    as they are; a photo when ``like`` is one (RGB frames only).
+    as they are; a photo when ``like`` is one (RGB frames only). ``notes``, when given, gets one line
+    for each carried stream that was repaired because ``audio_from`` was damaged.
 
     The size is taken from the first frame. Raises ``OutputError`` (see :class:`VideoWriter`).
     """
@@ -133,6 +134,8 @@ def write(frames: Iterable[OutFrame | Frame], dst: str | os.PathLike, cfg: Video
                 writer.write_yuv(*fit_planes(frame.yuv, writer.frame_size), frame.pts)
             else:
                 writer.write(frame.pixels, frame.pts)
+    if notes is not None:
+        notes.extend(writer.notes)
     return writer.dst
 
 
@@ -191,6 +194,7 @@ class VideoWriter:
         self.dst = check_destination(dst, cfg.overwrite)
         self.cfg, self.like = cfg, like
         self.audio_from = Path(audio_from) if audio_from is not None and cfg.keep_audio else None
+        self.notes: list[str] = []  # repairs of damaged audio/subtitles (see remux.Passthrough.notes)
         self.size = size or (like.width, like.height)
         w, h = self.size
         fmt = av.VideoFormat(cfg.pixel_format)
@@ -354,6 +358,7 @@ class VideoWriter:
                 out.metadata["creation_time"] = self.like.creation_time
             if self.audio_from is not None:
                 passthrough = Passthrough(out, self.audio_from, self._timeline.origin_s, self._timeline.end_s, mux=_mux)
+                self.notes.extend(passthrough.notes)
             try:
                 out.start_encoding()
             except av.error.FFmpegError as err:
