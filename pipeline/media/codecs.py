@@ -30,7 +30,7 @@ CODECS: dict[str, Codec] = {
     "h264": Codec("libx264", ".mp4", "yuv420p", True, 51, "H.264 (.mp4)"),
     "hevc": Codec("libx265", ".mp4", "yuv420p", True, 51, "HEVC / H.265 (.mp4)"),
     "prores": Codec("prores_ks", ".mov", "yuv422p10le", False, None, "ProRes (.mov)"),
-    "ffv1": Codec("ffv1", ".mkv", "yuv420p", False, None, "FFV1 lossless (.mkv)"),
+    "ffv1": Codec("ffv1", ".mkv", "yuv420p", False, None, "FFV1 (.mkv)"),
     "vp9": Codec("libvpx-vp9", ".webm", "yuv420p", False, 63, "VP9 (.webm)"),
 }
 DEFAULT_CODEC = "h264"

@@ -15,11 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import av
-import cv2
 import numpy as np
 import pytest
 
 from pipeline import make_random_checkpoint, save_checkpoint
+from tests.clips import face_clip
 
 REPO = Path(__file__).resolve().parents[2]
 ADDON_ROOT = REPO / "integrations" / "blender"
@@ -223,25 +223,8 @@ def work(tmp_path_factory, media_dir):
     photo = media_dir / "ILip77SbmOE.png"
     return SimpleNamespace(root=root, program=program,
                            model=save_checkpoint(make_random_checkpoint("tiny", 3), root / "tiny.pt"),
-                           clip=_face_clip(photo, clips / "face.mp4", 6),
-                           long_clip=_face_clip(photo, root / "long.mp4", 100))
-
-
-def _face_clip(photo: Path, path: Path, frames: int) -> Path:
-    """A real photo (about 320 px wide) drifting right by 2 px a frame, 10 frames/s, H.264."""
-    pixels = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-    if pixels.shape[1] > 400:
-        pixels = cv2.resize(pixels, (320, round(pixels.shape[0] * 320 / pixels.shape[1])),
-                            interpolation=cv2.INTER_AREA)
-    h, w = (n - n % 2 for n in pixels.shape[:2])
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
-        for i in range(frames):
-            shifted = np.ascontiguousarray(np.roll(pixels[:h, :w], 2 * i, axis=1))
-            out.mux(video.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")))
-        out.mux(video.encode())
-    return path
+                           clip=face_clip(photo, clips / "face.mp4", 6, audio=False, width=320),
+                           long_clip=face_clip(photo, root / "long.mp4", 100, audio=False, width=320))
 
 
 def _drive(blender_python, folder: Path, name: str, program: Path | None = None, env: dict | None = None,
