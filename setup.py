@@ -12,9 +12,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 ext_modules, cmdclass = [], {}
 if os.environ.get("FACESTYLE_BUILD_KERNELS") == "1":
-    from torch.utils.cpp_extension import BuildExtension
+    from kernels.aot import cuda_extensions, export_cuda_home
 
-    from kernels.aot import cuda_extensions
+    export_cuda_home()  # CUDA_HOME unset: the toolkit nvcc really runs from (torch guesses at import)
+    from torch.utils.cpp_extension import BuildExtension  # noqa: E402
 
     ext_modules, cmdclass = cuda_extensions(), {"build_ext": BuildExtension}
 

@@ -19,6 +19,8 @@ Environment variables (read at call time):
 
 * ``FACESTYLE_KERNELS=ref`` forces the plain-PyTorch reference everywhere, even for ``impl="cuda"``.
 * ``FACESTYLE_KERNEL_CACHE=<dir>`` moves the build cache.
+* ``CUDA_HOME`` (or ``CUDA_PATH``): the toolkit to build with; when unset, the toolkit the ``nvcc``
+  on PATH really runs from, or a usual install folder (``kernels/cuda_home.py``), not torch's guess.
 """
 
 from __future__ import annotations
@@ -143,6 +145,10 @@ def _compile(name: str, build_dir: Path, arch_flags: list[str]) -> ModuleType:
     """Build (ninja) and import the extension in ``build_dir``; raises on any failure."""
     from torch.utils import cpp_extension
 
+    from kernels.cuda_home import ensure_cuda_home, hint
+
+    if ensure_cuda_home(cpp_extension, torch.version.cuda) is None:  # its own guess is not trusted
+        raise KernelBuildError(f"no CUDA toolkit found to build the kernels with: {hint()}")
     common = ["-O3"]  # the C++ standard is torch's choice (its headers need it)
     return cpp_extension.load(
         name=name,

@@ -11,6 +11,8 @@ Usage: ``python scripts/editor_hosts.py [blender] [vapoursynth]`` (both by defau
 made once (a stamp file records the requirements it was made for) and remade when they change.
 A host that cannot be made leaves ``.hosts/<name>.unavailable`` with the reason, which the tests
 report when they skip; this script then still exits 0 so the rest of the test run goes on.
+With the VapourSynth host (a CUDA torch) it then runs ``scripts/build_kernels.py``: the CUDA
+extension built ahead of time, cached by a hash of its sources (about a minute the first time).
 """
 from __future__ import annotations
 
@@ -94,6 +96,8 @@ def main(argv: list[str]) -> int:
             print(f"editor_hosts: {name}: not available: {reason}", file=sys.stderr)
         else:
             print(f"editor_hosts: {name}: ready ({HOSTS / name})")
+    if "vapoursynth" in names:  # its CUDA torch builds the CUDA extension ahead of time (cached by key)
+        subprocess.run([sys.executable, str(REPO / "scripts" / "build_kernels.py")], check=False)
     return 0
 
 
