@@ -181,7 +181,8 @@ def locate_faces(frames: Iterable[Frame], size: tuple[int, int], fps: float | No
 def plan(located: Iterable[Located], fps: float | None, model: StyleGANEX, cfg: ConvertConfig,
          tap: Tap = _no_tap) -> Iterator[Coded]:
     """The temporal half: each face's W+ codes, smoothed over time when the mode asks for it."""
-    items: Iterator = tap("codes", invert.codes(located, model, cfg.invert))
+    cut = smooth.shot_cuts(cfg.smooth.shot_threshold) if cfg.invert.code_every > 1 else None
+    items: Iterator = tap("codes", invert.codes(located, model, cfg.invert, cut=cut))
     if cfg.invert.style_code == "smoothed":
         items = tap("smooth", smooth.smooth(items, replace(cfg.smooth, fps=float(fps or cfg.smooth.fps))))
     return items

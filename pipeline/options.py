@@ -70,10 +70,10 @@ class ConvertOptions:
         InvertConfig.style_code, "style codes from the first frame's aligned face (official, frozen), from every "
                                  "frame (follows the face, flickers), or from every frame smoothed over time",
         choices=STYLE_CODES, group=INFERENCE)
-    code_every: int = option(
-        InvertConfig.code_every, "per-frame and smoothed codes: run the codes pass on every N-th frame only and "
-                                 "hold the codes in between (the smoothing filters the steps); 2 or 3 saves most "
-                                 "of its cost", metavar="N", group=INFERENCE)
+    code_every: int | None = option(
+        None, "per-frame and smoothed codes: run the codes pass on every N-th frame (and a track's first and last "
+              "frame and shot changes) and interpolate the codes in between; 1 runs it on every frame (default: "
+              "per device, see pipeline.stages.keycodes.default_code_every)", metavar="N", group=INFERENCE)
     smooth_filter: str = option(
         SmoothConfig.filter, "smoothed codes: centred window (latency = window), causal average, or adaptive "
                              "One-Euro", choices=FILTERS, group=INFERENCE)
@@ -148,6 +148,7 @@ class ConvertOptions:
             UsageError: a value or a combination of values the configuration rejects.
         """
         from pipeline.runtime.device import default_batch_pixels, default_batch_size
+        from pipeline.stages.keycodes import default_code_every
 
         batch = self.batch_size or default_batch_size(device)
         pixels = 0 if self.batch_size else default_batch_pixels(device, precision)
@@ -157,7 +158,8 @@ class ConvertOptions:
                 video_in=VideoInConfig(start=self.start, end=self.end, hwaccel=self.hwaccel),
                 face=FaceConfig(faces=self.face, detect_every=self.detect_every),
                 invert=InvertConfig(batch_size=batch, style_code=self.style_code, batch_pixels=pixels,
-                                    code_every=self.code_every),
+                                    code_every=default_code_every(device) if self.code_every is None
+                                    else self.code_every),
                 smooth=SmoothConfig(filter=self.smooth_filter, strength=parse_group_strength(self.smooth_strength),
                                     window=self.smooth_window),
                 generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels),

@@ -154,7 +154,7 @@ def test_paste_on_the_device_gives_the_same_video(tmp_path, model):
 
 
 @pytest.mark.parametrize("style_code", ["per-frame", "smoothed"])
-def test_code_every_runs_the_codes_pass_on_key_frames_and_holds_between(tmp_path, model, style_code):
+def test_code_every_runs_the_codes_pass_on_key_frames_and_interpolates_between(tmp_path, model, style_code):
     from pipeline.convert import locate_faces, plan
     from pipeline.stages.invert import InvertConfig
     from pipeline.stages.smooth import SmoothConfig
@@ -179,12 +179,16 @@ def test_code_every_runs_the_codes_pass_on_key_frames_and_holds_between(tmp_path
         coded = list(plan(iter(located), 10, model, cfg))
     finally:
         del model.codes
-    assert sum(seen) == 3                                           # frames 0, 3 and 6
+    assert sum(seen) == 4                                           # frames 0, 3, 6 and the last, 7
     codes = [rec.codes[0] for rec in coded]
-    if style_code == "per-frame":                                   # held exactly between key frames
-        assert all(torch.equal(codes[i], codes[i - i % 3]) for i in range(8))
-        assert not torch.equal(codes[0], codes[3])
-    else:                                                           # the smoothing spreads the steps
+    if style_code == "per-frame":                                   # on the line between key frames
+        from pipeline.stages.keycodes import interpolate
+
+        for a, b in ((0, 3), (3, 6)):
+            for m in range(a + 1, b):
+                assert torch.equal(codes[m], interpolate(codes[a], codes[b], (m - a) / 3))
+        assert not torch.equal(codes[0], codes[1])
+    else:                                                           # the smoothing filters the curve
         assert all(not torch.equal(codes[i], codes[i + 1]) for i in range(7))
 
 

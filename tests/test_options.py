@@ -15,6 +15,7 @@ from pipeline.runtime.device import PRECISIONS, Precision
 from pipeline.stages.detect_crop import FACE_MODES, FaceConfig
 from pipeline.stages.generate import GenerateConfig
 from pipeline.stages.invert import STYLE_CODES
+from pipeline.stages.keycodes import default_code_every
 from pipeline.stages.paste import MODES, PasteConfig
 from pipeline.stages.smooth import FILTERS, SmoothConfig
 from pipeline.stages.video_in import VideoInConfig
@@ -35,7 +36,9 @@ def test_the_defaults_are_the_stages_defaults():
     assert cfg.paste == PasteConfig() and cfg.video_out == VideoOutConfig()
     assert (cfg.no_face, cfg.drop_lost) == (ConvertConfig().no_face, ConvertConfig().drop_lost)
     assert cfg.invert.style_code == ConvertConfig().invert.style_code
-    assert cfg.invert.code_every == ConvertConfig().invert.code_every
+    assert ConvertConfig().invert.code_every == 1                    # the stage's own default: every frame
+    assert cfg.invert.code_every == default_code_every(CPU) > 1         # the option's: chosen per device
+    assert default_code_every(torch.device("cuda")) == 1
     assert (cfg.generate.strength, cfg.generate.keyframes) == (GenerateConfig().strength, ())
 
 

@@ -6,10 +6,12 @@
     * ``per-frame``: every frame's own aligned face (follows expressions, flickers unless smoothed);
     * ``smoothed``: per-frame codes here, filtered over time by the smooth stage.
 
-  In the two per-frame modes ``code_every = N`` runs the codes pass on a track's first frame and
-  on every N-th frame only (face finding cuts the aligned face just there), and holds the last
-  codes in between; the smooth stage then filters the steps. The codes pass at 256x256 costs more
-  than the whole generator at a 128x128 crop, so N = 2 or 3 is the main speed-up of these modes.
+  In the two per-frame modes ``code_every = N`` > 1 runs the codes pass on key faces only (every
+  N-th frame, a track's first and last frame, shot changes) and interpolates the codes in between
+  (:mod:`pipeline.stages.keycodes`); the smooth stage then filters a continuous curve. The codes
+  pass at 256x256 costs more than the whole generator at a 128x128 crop, so this is the main
+  speed-up of these modes. N = 1 encodes every face (a face without an aligned cut holds its
+  track's last codes).
 * :func:`features`: the first-layer and skip features of the frame crop ``x1``, paired with the
   (possibly smoothed) codes (``Coded -> Inverted``). Only what the output depends on runs (stem and
   IR-SE units 0-20).
@@ -20,7 +22,7 @@ of a single frame on demand with the same arithmetic as a linear run.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -42,8 +44,8 @@ class InvertConfig:
         batch_pixels: also at most this many ``x1`` crop pixels per features call (0: no limit); big
             crops batch worse on a CPU (see :func:`pipeline.runtime.device.default_batch_pixels`).
         style_code: one of ``STYLE_CODES``.
-        code_every: per-frame modes: fresh codes on every N-th frame (and a track's first), held
-            in between (see the module docstring).
+        code_every: per-frame modes: fresh codes on every N-th frame (and a track's first and last
+            frame and shot changes), interpolated in between (see the module docstring).
     """
 
     batch_size: int = 1
@@ -62,8 +64,18 @@ class InvertConfig:
             raise ValueError("code_every must be >= 1")
 
 
-def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Coded]:
-    """W+ codes of every face (see the module docstring for the style-code modes)."""
+def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig, *,
+          cut: Callable[[Located], bool] | None = None) -> Iterator[Coded]:
+    """W+ codes of every face (see the module docstring for the style-code modes).
+
+    ``cut(rec)``: True where ``rec`` starts a new shot (key codes, ``code_every`` > 1, only; called
+    on every record in order; see :func:`pipeline.stages.keycodes.shot_cuts`).
+    """
+    if cfg.code_every > 1 and cfg.style_code != "first-frame":
+        from pipeline.stages.keycodes import key_codes
+
+        yield from key_codes(items, model, cfg.code_every, cfg.batch_size, cut=cut)
+        return
     device, dtype = model.latent_avg.device, model.latent_avg.dtype
     latest: dict[int, Tensor] = {}          # track -> its codes as of the face being handed on
     with torch.inference_mode():

@@ -32,6 +32,7 @@ import torch
 from pipeline.face.filters import OneEuroFilter
 from pipeline.media.media_info import FALLBACK_FPS
 from pipeline.model.arch import N_STYLES
+from pipeline.records import Located
 from pipeline.stages.invert import Coded
 
 log = logging.getLogger(__name__)
@@ -221,3 +222,10 @@ def _apply(cfg: SmoothConfig, filt: list, groups: list, code: np.ndarray, t: flo
     for (rows, tau), f in zip(groups, filt, strict=True):
         out[rows] = code[rows] if tau == 0 else f(code[rows], t)
     return out
+
+
+def shot_cuts(threshold: float) -> Callable[[Located], bool]:
+    """``cut(rec)``: True where a located frame starts a new shot, found as :func:`smooth` finds them
+    (for the key codes of :func:`pipeline.stages.invert.codes`; call it on every frame, in order)."""
+    shots = ShotDetector(threshold)
+    return lambda rec: shots.is_cut(rec.frame.pixels)
