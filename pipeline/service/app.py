@@ -24,7 +24,7 @@ from starlette.routing import Match
 
 from pipeline import __version__
 from pipeline.convert import default_output
-from pipeline.daemon.journal import FINISHED, Job, Journal, JournalError
+from pipeline.daemon.journal import FINISHED, STATES, Job, Journal, JournalError
 from pipeline.errors import FacestyleError, UsageError
 from pipeline.model.registry import find_model
 from pipeline.options import ConvertOptions
@@ -185,10 +185,17 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
     @app.get("/jobs", response_model=JobList, responses=_ERRORS, tags=["jobs"], dependencies=[Depends(authorized)])
     def list_jobs(state: str | None = None, limit: int = 100) -> JobList:
         """Running and queued jobs first, then the most recent finished ones."""
-        jobs = journal.jobs([state] if state else None, limit=None)
+        limit = max(limit, 0)
         order = {"running": 0, "queued": 1}
-        jobs.sort(key=lambda j: (order.get(j.state, 2), j.id if j.state in order else -j.id))
-        return JobList(jobs=[job_out(j, board.get(j.id)[1]) for j in jobs[:max(limit, 0)]], counts=journal.counts())
+        states = [state] if state else list(STATES)
+        active = [s for s in states if s in order]
+        finished = [s for s in states if s not in order]
+        # The journal keeps every finished job: read only the newest `limit` of them, not the whole history.
+        jobs = journal.jobs(active) if active else []
+        jobs.sort(key=lambda j: (order[j.state], j.id))
+        if finished and len(jobs) < limit:
+            jobs += journal.jobs(finished, limit=limit - len(jobs))
+        return JobList(jobs=[job_out(j, board.get(j.id)[1]) for j in jobs[:limit]], counts=journal.counts())
 
     @app.get("/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, tags=["jobs"],
              dependencies=[Depends(authorized)])

@@ -179,3 +179,33 @@ def test_wrong_method_says_which_are_allowed_and_bad_bytes_are_a_4xx(service_app
     assert status in (400, 422) and reply["error"]
     status, headers, _ = call(app, "GET", "/jobs", token="wrong")
     assert status == 401 and headers["www-authenticate"] == "Bearer"
+
+
+def test_job_list_puts_the_queue_first_and_reads_only_the_newest_finished(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    runner = JobRunner(ServeConfig(state=tmp_path, roots=(tmp_path,), devices=("cpu",)), journal, ProgressBoard(),
+                       devices=[torch.device("cpu")])             # never started: jobs stay where we put them
+    app = create_app(journal, runner, ProgressBoard(), PathPolicy((tmp_path,)), TOKEN)
+    ids = [journal.add(f"/in/{i}.mp4", size=None, mtime_ns=None, output=f"/out/{i}.mp4", options={})[0].id
+           for i in range(7)]
+    for job_id in ids[:5]:
+        journal.claim(worker="w")
+        journal.finish(job_id, result={})
+    read = []
+    original = journal.jobs
+
+    def counting(states=None, limit=None):  # noqa: ANN001, ANN202
+        rows = original(states, limit)
+        read.append(len(rows))
+        return rows
+
+    journal.jobs = counting
+    status, _, reply = call(app, "GET", "/jobs?limit=4")
+    assert status == 200
+    assert [j["id"] for j in reply["jobs"]] == [ids[5], ids[6], ids[4], ids[3]]
+    assert sum(read) == 4 and reply["counts"]["done"] == 5
+    status, _, reply = call(app, "GET", "/jobs?state=done&limit=2")
+    assert [j["id"] for j in reply["jobs"]] == [ids[4], ids[3]]
+    status, _, reply = call(app, "GET", "/jobs?state=nonsense")
+    assert status == 200 and reply["jobs"] == []
+    journal.close()
