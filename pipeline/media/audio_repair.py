@@ -74,6 +74,7 @@ def scan(path: Path, streams: Iterable[int], origin: float = 0.0, end: float | N
             except av.error.FFmpegError:
                 pass
         packets = src.demux(*chosen)
+        past_end: set[int] = set()
         while True:
             try:
                 packet = next(packets)
@@ -84,6 +85,9 @@ def scan(path: Path, streams: Iterable[int], origin: float = 0.0, end: float | N
             if packet.size == 0 or packet.pts is None:
                 continue
             if end is not None and packet.pts * packet.time_base > end:
+                past_end.add(packet.stream.index)
+                if len(past_end) == len(chosen):     # every stream is past the trim: stop reading
+                    break
                 continue
             report = reports[packet.stream.index]
             report.packets += 1
