@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cluster.config import RAY_INSTALL_HINT, RayConfig, WorkerSpec, worker_config
-from pipeline.errors import InputError, UsageError
+from pipeline.cluster.config import RAY_INSTALL_HINT, RayConfig
+from pipeline.errors import FacestyleError, InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +58,27 @@ def connect(cfg: RayConfig) -> Connection:
         if cfg.address == "local":
             ray.init(_node_ip_address="127.0.0.1", **quiet)
         else:
-            ray.init(address=cfg.address, **quiet)
+            host = cfg.address.split("://")[-1].split(":")[0]
+            loopback = {"_node_ip_address": "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {}
+            ray.init(address=cfg.address, **loopback, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise UsageError(f"--ray {cfg.address}: cannot connect to a Ray cluster ({str(err).splitlines()[0]})") from err
     return Connection(ray, owned=True)
 
 
 class Worker:
-    """One worker: the model and the detector, opened once; its methods run the passes of
-    :mod:`pipeline.cluster.work` (the arguments are plain data, the paths shared)."""
+    """One worker: the model and the detector, opened once by :class:`pipeline.frontend.FrontEnd` on
+    this worker's device; its methods run the passes of :mod:`pipeline.cluster.work` (the arguments
+    are plain data, the paths shared)."""
 
-    def __init__(self, spec: WorkerSpec, cfg: Any) -> None:
-        import torch
+    def __init__(self, options: Any) -> None:
+        from pipeline.frontend import FrontEnd
 
-        from pipeline.face.detect import make_detector
-        from pipeline.model import load_model
-        from pipeline.runtime.device import resolve_device
-
-        self.device = resolve_device(spec.device)
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
-        self.cfg = worker_config(cfg, spec, self.device)
-        self.model = load_model(spec.checkpoint, device=self.device, dtype=self.cfg.precision.params)
-        self.detector = make_detector(spec.detector, **dict(spec.detector_options))
+        front = FrontEnd.open(options)          # device "auto": this worker's GPU, else its CPU
+        self.device = front.device
+        self.cfg = front.config
+        self.model = front.load_model()
+        self.detector = front.make_detector()
 
     def ready(self) -> dict:
         return {"host": socket.gethostname(), "device": str(self.device), "pid": os.getpid()}
@@ -91,10 +89,10 @@ class Worker:
         found = find_faces(src, self.cfg.video_in, span, self.detector, self.cfg.face.detect_every, first_index, out)
         return len(found)
 
-    def code_chunk(self, src: Path, chunk: Any, plans: list, out: Path) -> int:
+    def code_chunk(self, src: Path, chunk: Any, plans: list, requests: list, out: Path) -> int:
         from pipeline.cluster.work import code_chunk
 
-        return len(code_chunk(src, self.cfg.video_in, chunk, plans, self.model, self.cfg, out))
+        return len(code_chunk(src, self.cfg.video_in, chunk, plans, requests, self.model, self.cfg, out))
 
     def render_chunk(self, src: Path, info: Any, chunk: Any, plans: list, codes: dict, segment: Path) -> int:
         from pipeline.cluster.work import render_chunk
@@ -109,7 +107,7 @@ class Worker:
                 "frames_with_face": result.frames_with_face, "damage": result.damage}
 
 
-def start_workers(conn: Connection, cfg: RayConfig, spec: WorkerSpec, convert_cfg: Any) -> list:
+def start_workers(conn: Connection, cfg: RayConfig, options: Any) -> list:
     """Create the workers on the live nodes (see the module docstring) and wait until each has its
     model loaded.
 
@@ -130,23 +128,30 @@ def start_workers(conn: Connection, cfg: RayConfig, spec: WorkerSpec, convert_cf
         if gpus >= cfg.gpus_per_worker:
             for _ in range(int(gpus // cfg.gpus_per_worker + 1e-9)):
                 actors.append(remote.options(num_gpus=cfg.gpus_per_worker, num_cpus=0,
-                                             scheduling_strategy=where).remote(spec, convert_cfg))
+                                             scheduling_strategy=where).remote(options))
         elif cpus >= 1:
-            actors.append(remote.options(num_cpus=cpus, scheduling_strategy=where).remote(spec, convert_cfg))
+            actors.append(remote.options(num_cpus=cpus, scheduling_strategy=where).remote(options))
     if not actors:
         raise UsageError("the Ray cluster has no node with a GPU or a CPU to run a worker on")
     try:
         ready = ray.get([a.ready.remote() for a in actors])
-    except ray.exceptions.RayTaskError as err:
+    except ray.exceptions.RayError as err:
+        for actor in actors:
+            ray.kill(actor)
         raise _cause(err) from None
     log.info("%d workers: %s", len(actors), ", ".join(f"{r['host']}/{r['device']}" for r in ready))
     return actors
 
 
 def _cause(err: Exception) -> Exception:
-    """The facestyle error inside a Ray error (a worker that cannot open the model), else the error."""
+    """The facestyle error inside a Ray error (a worker that cannot open the model), else one line."""
     cause = getattr(err, "cause", None)
-    return cause if isinstance(cause, Exception) else err
+    if isinstance(cause, FacestyleError):
+        return cause
+    text = str(getattr(err, "error_msg", "") or err)
+    last = [line.strip() for line in text.splitlines() if line.strip()]
+    found = [line for line in last if "Error:" in line]
+    return InputError(f"a Ray worker could not start: {(found or last or ['unknown error'])[-1]}")
 
 
 def probe_storage(conn: Connection, work_dir: Path, paths: list[Path]) -> None:

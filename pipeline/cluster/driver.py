@@ -13,16 +13,21 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pipeline.cluster.actors import Connection, connect, probe_storage, start_workers
 from pipeline.cluster.chunks import file_identity
-from pipeline.cluster.config import RayConfig, WorkerSpec
+from pipeline.cluster.config import RayConfig
 from pipeline.cluster.jobs import ClipJob, Job, RayResult, Task, make_job
-from pipeline.convert import ConvertConfig
 from pipeline.errors import FacestyleError, InputError
+from pipeline.model.registry import resolve_model
+from pipeline.options import ConvertOptions
 from pipeline.progress import NullProgress, Progress
+from pipeline.runtime.device import Precision
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +35,12 @@ MAX_LOST = 5              # a task whose worker was lost this many times fails
 NO_WORKER_TIMEOUT_S = 300.0
 
 
-def convert_on_ray(pairs: Sequence[tuple[Path, Path]], cfg: ConvertConfig, spec: WorkerSpec, rcfg: RayConfig,
+def convert_on_ray(pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, rcfg: RayConfig,
                    progress: Progress | None = None, name: str | None = None) -> list[RayResult]:
     """Convert each ``(source, output)`` pair on the Ray cluster; one result per pair, in order.
+
+    The driver plans and stitches (it loads no model); each worker opens the model named by
+    ``options`` (resolved here to a checkpoint path on shared storage) on its own device.
 
     A file that fails has ``error`` set (and ``exception``, the original error); nothing is raised
     for it. ``progress`` gets one bar over all files; its ``done`` event carries the chunks report.
@@ -42,7 +50,11 @@ def convert_on_ray(pairs: Sequence[tuple[Path, Path]], cfg: ConvertConfig, spec:
         InputError: a node does not see the same files (shared storage).
     """
     progress = progress or NullProgress()
-    model_id = file_identity(Path(spec.checkpoint))
+    checkpoint = resolve_model(options.require_model(), progress=False)
+    options = replace(options, model=str(checkpoint))
+    cfg = options.to_config(torch.device("cpu"), Precision())        # the driver's passes need no device
+    chosen = sorted((k, v) for k, v in options.as_dict().items() if k != "overwrite")
+    model_id = (file_identity(checkpoint), repr(chosen))          # what the chunks depend on
     jobs: list[Job] = []
     for src, dst in pairs:
         try:
@@ -57,8 +69,8 @@ def convert_on_ray(pairs: Sequence[tuple[Path, Path]], cfg: ConvertConfig, spec:
         if live:
             work = [j.folder.path for j in live if isinstance(j, ClipJob)]
             probe_dir = work[0] if work else live[0].dst.parent
-            probe_storage(conn, probe_dir, [Path(spec.checkpoint)] + [j.src for j in live])
-            actors = start_workers(conn, rcfg, spec, cfg)
+            probe_storage(conn, probe_dir, [checkpoint] + [j.src for j in live])
+            actors = start_workers(conn, rcfg, options)
             total = sum((j.expected_frames() or 0) if isinstance(j, ClipJob) else 1 for j in live)
             progress.start(name or (live[0].src.name if len(live) == 1 else f"{len(live)} files"), total or None)
             Scheduler(conn, actors, rcfg).run(live, progress.update)

@@ -23,7 +23,7 @@ import torch
 
 from pipeline.cluster.chunks import Chunk, WorkFolder, file_identity, find_spans, job_key, plan_chunks
 from pipeline.cluster.config import RayConfig
-from pipeline.cluster.plan import FoundSpan, final_codes, track_clip
+from pipeline.cluster.plan import FoundSpan, code_requests, final_codes, track_clip
 from pipeline.cluster.stitch import end_of_video, stitch
 from pipeline.cluster.work import load_pickle
 from pipeline.convert import ConvertConfig, ConvertResult
@@ -115,7 +115,7 @@ class ClipJob(Job):
         self.rcfg = rcfg
         self.info = video_in.probe(src)
         video_out.check_destination(dst, cfg.video_out.overwrite)
-        key = job_key(file_identity(src), repr(cfg), model_id, rcfg.chunk_seconds, dst.suffix.lower())
+        key = job_key(file_identity(src), model_id, rcfg.chunk_seconds, dst.suffix.lower())
         self.folder = WorkFolder.for_output(dst.resolve(), rcfg.work_dir, key)
         self.found: list[FoundSpan | None] = []
         self.chunks: list[Chunk] = []
@@ -219,14 +219,18 @@ class ClipJob(Job):
         if not self.todo:
             self._stitch()
             return
+        asked: dict[int, list[tuple[int, int]]] = {c.number: [] for c in self.chunks}
+        starts = [c.first for c in self.chunks]
+        for index, track in code_requests(self.plans, self.hists, cfg):
+            asked[bisect.bisect_right(starts, index) - 1].append((index, track))
         self.codes_left = len(self.chunks)
         for chunk in self.chunks:
             out = self.folder.file(f"codes_{chunk.number:04d}.pt")
             if out.exists():
                 self._coded()
                 continue
-            self.ready.append(Task(self, "code_chunk", (self.src, chunk, self.plans[chunk.first:chunk.stop], out),
-                                   self._describe(chunk), lambda _: self._coded()))
+            args = (self.src, chunk, self.plans[chunk.first:chunk.stop], asked[chunk.number], out)
+            self.ready.append(Task(self, "code_chunk", args, self._describe(chunk), lambda _: self._coded()))
 
     def _describe(self, chunk: Chunk) -> str:
         return (f"chunk {chunk.number} (frames {chunk.first}-{chunk.stop - 1}, "

@@ -4,9 +4,11 @@
   :func:`pipeline.stages.detect_crop.locate` runs it, so a track never restarts at a seam. The result
   is a :class:`FramePlan` per frame: which faces, where to crop, and where the aligned face (the
   codes pass) is needed;
-* :func:`final_codes`: each face's codes held between fresh ones (as :func:`pipeline.stages.invert.codes`
-  holds them) and, in the smoothed mode, filtered over the whole clip by
-  :func:`pipeline.stages.smooth.smooth` (shot cuts from histograms computed by the workers).
+* :func:`code_requests` and :func:`final_codes`: :func:`pipeline.stages.invert.codes` itself over the
+  whole clip, with a stand-in model: a dry run names the faces whose codes the workers must compute,
+  the real run gets those codes back, so holding, key faces and their interpolation are those of a
+  plain run; then, in the smoothed mode, :func:`pipeline.stages.smooth.smooth` over the whole clip
+  (shot cuts from histograms computed by the workers).
 
 Frame indices are those of a plain run: 0 at the first frame read (after ``--start``), counted over
 the whole job, never per chunk.
@@ -24,7 +26,7 @@ from pipeline.face.align import CropParams
 from pipeline.face.detect import Face
 from pipeline.face.track import FaceTracker, TrackerConfig
 from pipeline.media.media_info import FALLBACK_FPS
-from pipeline.stages import smooth
+from pipeline.stages import invert, smooth
 from pipeline.stages.detect_crop import FaceCrop, Located
 from pipeline.stages.invert import Coded
 from pipeline.stages.video_in import Frame
@@ -97,31 +99,76 @@ def track_clip(found: Sequence[FoundSpan], frame_size: tuple[int, int], fps: flo
     return plans
 
 
+def _keyed(cfg: ConvertConfig) -> bool:
+    """Whether :func:`pipeline.stages.invert.codes` takes the key-codes path (it may then align any face)."""
+    return cfg.invert.code_every > 1 and cfg.invert.style_code != "first-frame"
+
+
+def _token(index: int, track: int) -> np.ndarray:
+    """A stand-in for an aligned face: ``(index, track)`` written into a ``[1, 2, 3]`` uint8 picture."""
+    return np.array([[list(index.to_bytes(3, "big")), list(track.to_bytes(3, "big"))]], np.uint8)
+
+
+class _Replay:
+    """Stands in for the model in :func:`pipeline.stages.invert.codes` on the driver: the aligned faces
+    it is given are :func:`_token` pictures, and :meth:`codes` answers each with ``lookup(index, track)``
+    (the codes a worker computed for that face, or a placeholder in the dry run)."""
+
+    def __init__(self, lookup: Callable[[int, int], torch.Tensor]) -> None:
+        self.lookup = lookup
+        self.latent_avg = torch.zeros(1)
+
+    def codes(self, x2: torch.Tensor) -> torch.Tensor:
+        values = torch.round((x2.float() * 0.5 + 0.5) * 255).to(torch.int64)      # back to the token bytes
+        out = []
+        for picture in values:                                                     # [3, 1, 2]
+            b = picture[:, 0, :].T.reshape(-1).tolist()                            # 6 bytes
+            out.append(self.lookup(int.from_bytes(bytes(b[:3]), "big"), int.from_bytes(bytes(b[3:]), "big")))
+        return torch.cat(out)
+
+
+def _codes_pass(plans: Sequence[FramePlan], hists: np.ndarray, cfg: ConvertConfig,
+                lookup: Callable[[int, int], torch.Tensor]) -> Iterator[Coded]:
+    """:func:`pipeline.stages.invert.codes` over the whole clip with :class:`_Replay` as the model, so
+    holding, key faces and their interpolation are exactly those of a plain run."""
+    keyed = _keyed(cfg)
+
+    def records() -> Iterator[Located]:
+        for plan in plans:
+            if plan.kept:
+                faces = [FaceCrop(f.track_id, f.crop, f.landmarks, NO_PIXELS,
+                                  _token(plan.index, f.track_id) if keyed or f.aligned else None)
+                         for f in plan.faces]
+                yield Located(Frame(plan.index, plan.pts, plan.time, None), faces)
+
+    cut = None
+    if cfg.invert.code_every > 1:
+        shots = smooth.ShotDetector(cfg.smooth.shot_threshold)
+        cut = lambda rec: shots.is_cut_histogram(hists[rec.frame.index])   # noqa: E731 - as convert.plan's
+    return invert.codes(records(), _Replay(lookup), cfg.invert, cut=cut)
+
+
+def code_requests(plans: Sequence[FramePlan], hists: np.ndarray, cfg: ConvertConfig) -> list[tuple[int, int]]:
+    """The faces ``(index, track)`` whose codes the codes pass computes, in order (a dry run)."""
+    asked: list[tuple[int, int]] = []
+
+    def record(index: int, track: int) -> torch.Tensor:
+        asked.append((index, track))
+        return torch.zeros(1, 1, 1)
+
+    for _ in _codes_pass(plans, hists, cfg, record):
+        pass
+    return asked
+
+
 def final_codes(plans: Sequence[FramePlan], fresh: Callable[[int, int], torch.Tensor], hists: np.ndarray,
                 fps: float | None, cfg: ConvertConfig) -> Iterator[tuple[FramePlan, list[torch.Tensor]]]:
     """Each kept frame with its faces' final codes (``[1, 18, D]`` each), in frame order.
 
-    ``fresh(index, track)``: the codes the codes pass found for that face (asked for every face
-    whose plan says ``aligned``, in first-frame mode only a track's first). ``hists[index]``: the
-    frame's shot histogram.
+    ``fresh(index, track)``: the codes a worker computed for a face :func:`code_requests` named.
+    ``hists[index]``: the frame's shot histogram.
     """
-    first_frame = cfg.invert.style_code == "first-frame"
-    latest: dict[int, torch.Tensor] = {}
-
-    def held() -> Iterator[Coded]:
-        for plan in plans:
-            if not plan.kept:
-                continue
-            codes = []
-            for face in plan.faces:
-                if face.aligned and not (first_frame and face.track_id in latest):
-                    latest[face.track_id] = fresh(plan.index, face.track_id)
-                codes.append(latest[face.track_id])
-            frame = Frame(plan.index, plan.pts, plan.time, None)
-            faces = [FaceCrop(f.track_id, f.crop, f.landmarks, NO_PIXELS) for f in plan.faces]
-            yield Coded(Located(frame, faces), codes)
-
-    items: Iterator[Coded] = held()
+    items: Iterator[Coded] = _codes_pass(plans, hists, cfg, fresh)
     if cfg.invert.style_code == "smoothed":
         items = smooth.smooth(items, replace(cfg.smooth, fps=float(fps or cfg.smooth.fps)),
                               histogram=lambda rec: hists[rec.located.frame.index])

@@ -3,7 +3,7 @@
 
 * :func:`find_faces`: decode a span, run the detector (absolute frame cadence) and compute each
   frame's shot histogram;
-* :func:`code_chunk`: decode a chunk, cut the aligned faces the plan asks for and run the codes pass;
+* :func:`code_chunk`: decode a chunk, cut the aligned faces the driver asks for and run the codes pass;
 * :func:`render_chunk`: decode a chunk, cut the crops, then features, generator and paste exactly as
   :func:`pipeline.convert.render`, and encode the chunk's own frames to a segment.
 
@@ -28,7 +28,8 @@ from pipeline.errors import InputError
 from pipeline.face.align import align_face, apply_crop
 from pipeline.face.detect import Detector
 from pipeline.model import StyleGANEX
-from pipeline.stages import invert, video_in, video_out
+from pipeline.runtime.batch import to_images
+from pipeline.stages import video_in, video_out
 from pipeline.stages.detect_crop import FaceCrop, Located
 from pipeline.stages.invert import Coded
 from pipeline.stages.smooth import shot_histogram
@@ -92,27 +93,29 @@ def chunk_frames(src: Path, vin: video_in.VideoInConfig, chunk: Chunk,
 
 
 def code_chunk(src: Path, vin: video_in.VideoInConfig, chunk: Chunk, plans: Sequence[FramePlan],
-               model: StyleGANEX, cfg: ConvertConfig, out: Path | None = None) -> dict[tuple[int, int], torch.Tensor]:
-    """The codes pass on the faces of a chunk whose plan says ``aligned``: ``{(index, track): [1, 18, D]}``
-    (on the CPU); saved to ``out`` with ``torch.save`` when given."""
-    wanted = [p for p in plans if p.kept and any(f.aligned for f in p.faces)]
+               requests: Sequence[tuple[int, int]], model: StyleGANEX, cfg: ConvertConfig,
+               out: Path | None = None) -> dict[tuple[int, int], torch.Tensor]:
+    """The codes pass on the faces ``(index, track)`` of this chunk that the driver asks for (see
+    :func:`pipeline.cluster.plan.code_requests`), in that order and ``batch_size`` at a time:
+    ``{(index, track): [1, 18, D]}`` on the CPU; saved to ``out`` with ``torch.save`` when given."""
     found: dict[tuple[int, int], torch.Tensor] = {}
-    if wanted:
-        by_index = {p.index: p for p in wanted}
-
-        def located() -> Iterator[Located]:
-            for frame in chunk_frames(src, vin, chunk, plans, until=wanted[-1].index):
-                plan = by_index.get(frame.index)
-                if plan is None:
-                    continue
-                faces = [FaceCrop(f.track_id, f.crop, f.landmarks, NO_PIXELS, align_face(frame.pixels, f.landmarks))
-                         for f in plan.faces if f.aligned]
-                yield Located(frame, faces)
-
-        with cfg.precision.context(model.latent_avg.device):
-            for rec in invert.codes(located(), model, cfg.invert):
-                for face, w in zip(rec.located.faces, rec.codes, strict=True):
-                    found[(rec.located.frame.index, face.track_id)] = w.detach().cpu().clone()
+    if requests:
+        by_index = {p.index: p for p in plans}
+        aligned: dict[tuple[int, int], np.ndarray] = {}
+        wanted, asked = {i for i, _ in requests}, set(requests)
+        for frame in chunk_frames(src, vin, chunk, plans, until=max(wanted)):
+            if frame.index in wanted:
+                for f in by_index[frame.index].faces:
+                    if (frame.index, f.track_id) in asked:
+                        aligned[(frame.index, f.track_id)] = align_face(frame.pixels, f.landmarks)
+        device, dtype = model.latent_avg.device, model.latent_avg.dtype
+        size = cfg.invert.batch_size
+        with torch.inference_mode(), cfg.precision.context(device):
+            for k in range(0, len(requests), size):
+                part = requests[k:k + size]
+                w = model.codes(to_images([aligned[r] for r in part], device, dtype))
+                for j, r in enumerate(part):
+                    found[r] = w[j:j + 1].detach().cpu().clone()
     if out is not None:
         _save_torch(out, found)
     return found
