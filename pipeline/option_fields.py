@@ -14,7 +14,8 @@ From there :func:`add_arguments` makes the argparse arguments (``--settle SECOND
 filter's keyword arguments, a TOML table with ``-`` or ``_`` in the keys) and builds the instance
 directly, :func:`from_namespace` builds it from parsed arguments and :func:`to_mapping` goes back
 to a JSON-able mapping. Supported field types: ``bool`` (a switch, default False), ``int``,
-``float``, ``str`` and ``Path``, each optionally ``| None``.
+``float``, ``str`` and ``Path``, each optionally ``| None``, and ``tuple[str, ...]`` (an option
+that may be given several times: a repeated flag, a list or a single string in a mapping).
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ class Option:
     value: Any
     spec: OptionSpec
     factory: bool = False
+    multiple: bool = False
 
     @property
     def default(self) -> Any:
@@ -104,6 +106,11 @@ class Option:
             UsageError: a value of the wrong kind, or not one of the choices.
         """
         label = f"{where} {self.name!r}"
+        if self.multiple:
+            values = [value] if isinstance(value, str) else value
+            if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+                raise UsageError(f"{label} needs a string or a list of strings, got {value!r}")
+            return tuple(values)
         if value is None:
             if self.optional or self.kind is bool:
                 return self.default if self.kind is bool else None
@@ -135,6 +142,8 @@ class Option:
 
 def _base(hint: Any) -> tuple[type, bool]:
     """``int | None`` -> (int, True)."""
+    if typing.get_origin(hint) is tuple and typing.get_args(hint) == (str, Ellipsis):
+        return str, False
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(args) == 1 and args[0] in _TYPES:
@@ -158,7 +167,8 @@ def options_of(cls: type) -> tuple[Option, ...]:
         value = f.default_factory if factory else (None if f.default is dataclasses.MISSING else f.default)
         if kind is bool and value is not False:
             raise TypeError(f"{cls.__name__}.{f.name}: a switch must default to False")
-        out.append(Option(f.name, kind, optional, value, spec, factory))
+        multiple = typing.get_origin(hints[f.name]) is tuple
+        out.append(Option(f.name, kind, optional, value, spec, factory, multiple))
     return tuple(out)
 
 
@@ -193,6 +203,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Iterable[
         kw: dict[str, Any] = {"dest": opt.name, "help": opt.spec.help}
         if opt.kind is bool:
             kw["action"] = "store_true"
+        elif opt.multiple:
+            kw.update(action="append", type=str, default=None)
+            if opt.spec.metavar is not None:
+                kw["metavar"] = opt.spec.metavar
         else:
             kw.update(type=opt.kind, default=opt.default)
             if opt.spec.choices is not None:
@@ -234,7 +248,11 @@ def from_mapping(cls: type, values: Mapping[str, Any], where: str = "option", **
 
 def from_namespace(cls: type, ns: argparse.Namespace, **fixed: Any) -> Any:
     """An instance of ``cls`` from parsed arguments (options the parser lacks keep their defaults)."""
-    return cls(**{o.name: getattr(ns, o.name) for o in options_of(cls) if hasattr(ns, o.name)}, **fixed)
+    def value(o: Option) -> Any:
+        v = getattr(ns, o.name)
+        return (o.default if v is None else tuple(v)) if o.multiple else v
+
+    return cls(**{o.name: value(o) for o in options_of(cls) if hasattr(ns, o.name)}, **fixed)
 
 
 def to_mapping(obj: Any, changed_only: bool = False, job_only: bool = False) -> dict[str, Any]:
@@ -245,7 +263,7 @@ def to_mapping(obj: Any, changed_only: bool = False, job_only: bool = False) -> 
         value = getattr(obj, opt.name)
         if (changed_only and value == opt.default) or (job_only and not opt.spec.job):
             continue
-        out[opt.name] = str(value) if isinstance(value, Path) else value
+        out[opt.name] = str(value) if isinstance(value, Path) else list(value) if opt.multiple else value
     return out
 
 

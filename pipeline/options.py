@@ -66,6 +66,11 @@ class ConvertOptions:
         "editing models (age, hair): scale of the edit (positive = the trained direction, as the official video "
         "script; negative reverses it), or keyframes seconds:strength,... for a linear ramp, e.g. 0:0,3:1.2",
         group=INFERENCE)
+    direction: tuple[str, ...] = option(
+        (), "a W+ editing direction (.npy or .pt, shape [512] or [18, 512], e.g. InterFaceGAN, GANSpace, StyleCLIP "
+            "global directions) added to the codes at STRENGTH (default: --strength, with its keyframes); may be "
+            "given several times; for the FFHQ-generator models (inversion, editing, sr), toonify at your risk",
+        metavar="FILE[:STRENGTH]", group=INFERENCE)
     style_code: str = option(
         InvertConfig.style_code, "style codes from the first frame's aligned face (official, frozen), from every "
                                  "frame (follows the face, flickers), or from every frame smoothed over time",
@@ -148,6 +153,7 @@ class ConvertOptions:
             UsageError: a value or a combination of values the configuration rejects.
         """
         from pipeline.runtime.device import default_batch_pixels, default_batch_size
+        from pipeline.stages.directions import parse_directions
         from pipeline.stages.keycodes import default_code_every
 
         batch = self.batch_size or default_batch_size(device)
@@ -162,7 +168,8 @@ class ConvertOptions:
                                     else self.code_every),
                 smooth=SmoothConfig(filter=self.smooth_filter, strength=parse_group_strength(self.smooth_strength),
                                     window=self.smooth_window),
-                generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels),
+                generate=GenerateConfig(batch_size=batch, strength=strength, keyframes=keyframes, batch_pixels=pixels,
+                                        directions=parse_directions(self.direction)),
                 paste=PasteConfig(mode=self.output_mode, feather=self.feather),
                 video_out=VideoOutConfig(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
                                          overwrite=self.overwrite, keep_audio=not self.no_audio),

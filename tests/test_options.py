@@ -98,7 +98,7 @@ def test_command_line_mapping_and_toml_give_the_same_options_and_configuration()
 def test_a_mapping_round_trips_and_option_names_leave_out_the_model():
     opts = ConvertOptions.from_mapping(NON_DEFAULT)
     assert ConvertOptions.from_mapping(opts.as_dict()) == opts
-    assert option_names()[0] == "device" and "model" not in option_names() and len(option_names()) == 27
+    assert option_names()[0] == "device" and "model" not in option_names() and len(option_names()) == 28
     assert parse_options({"style_code": "first-frame"}).style_code == "first-frame"
 
 

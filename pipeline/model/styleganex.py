@@ -136,18 +136,21 @@ class StyleGANEX(nn.Module):
         return Latents(w_plus.expand(x1.shape[0], -1, -1), f, skips)
 
     def generate(self, latents: Latents, editing_scale: float | Tensor = 1.0,
-                 noise: Sequence[Tensor | None] | None = None) -> Tensor:
+                 noise: Sequence[Tensor | None] | None = None, direction: Tensor | None = None) -> Tensor:
         """:class:`Latents` -> ``[B, 3, 4H, 4W]`` RGB, unclamped.
 
         ``editing_scale`` multiplies the editing direction of editing models (sign as in the official
         video script: positive = the direction as trained); a ``[B]`` tensor gives each frame its own
-        scale. It is ignored by other models.
+        scale. It is ignored by other models. ``direction``: a further ``[1 or B, 18, style_dim]``
+        W+ offset (already scaled), added and read by the editing attention as the built-in one is.
         """
         editing_w = None
         if self.editing_w is not None:
             if isinstance(editing_scale, Tensor):
                 editing_scale = editing_scale.to(self.editing_w).view(-1, 1, 1)
             editing_w = self.editing_w[0:1] * editing_scale
+        if direction is not None:
+            editing_w = direction if editing_w is None else editing_w + direction
         fusion = getattr(self.encoder, "fusion", None)
         skips = None if latents.skips is None else [cpu_layout(s) for s in latents.skips]
         return self.decoder(latents.w_plus, cpu_layout(latents.feature), skips, fusion, editing_w, noise)

@@ -33,7 +33,7 @@ from pipeline.service.config import PathNotAllowed, PathPolicy
 from pipeline.service.runner import JobRunner, ProgressBoard
 
 log = logging.getLogger(__name__)
-OptionValue = str | int | float | bool | None
+OptionValue = str | int | float | bool | list[str] | None
 
 
 class JobRequest(BaseModel):
@@ -161,6 +161,7 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
     def submit(req: JobRequest) -> JobOut:
         """Queue a conversion. The paths are checked now: they must be absolute and inside the service's
         folders; the options are checked exactly as the command line checks them."""
+        _check_direction_paths(req.options.get("direction"), policy)
         options = _check_options(req, runner)
         try:
             src = policy.readable(req.input)
@@ -287,6 +288,20 @@ def _check_options(req: JobRequest, runner: JobRunner) -> dict[str, OptionValue]
                                      f"({', '.join(runner.device_names)})")
         options["device"] = name
     return options
+
+
+def _check_direction_paths(value: OptionValue, policy: PathPolicy) -> None:
+    """Direction files (``direction``: ``FILE[:STRENGTH]`` or a list) must lie inside the service's
+    folders, checked before anything reads them: 403 outside, 422 relative."""
+    from pipeline.stages.directions import split_direction
+
+    for text in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+        try:
+            policy.readable(split_direction(text)[0])
+        except PathNotAllowed as e:
+            raise HTTPException(403, str(e)) from None
+        except UsageError as e:
+            raise HTTPException(422, f"options: direction: {e}") from None
 
 
 def _check_model(name: str, policy: PathPolicy) -> str:

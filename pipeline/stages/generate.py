@@ -10,6 +10,8 @@ import torch
 from pipeline.model import Latents, StyleGANEX
 from pipeline.records import Generated, Inverted
 from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, split_back, to_pixel_tensor, to_pixels
+from pipeline.stages.directions import Direction, offset
+from pipeline.stages.directions import check_model as check_directions
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,15 @@ class GenerateConfig:
         strength: scale of the editing direction of editing models (age, hair); ignored otherwise.
         keyframes: ``((time_s, strength), ...)`` sorted by time: the strength ramps linearly between
             them and holds before the first and after the last (overrides ``strength``).
+        directions: user W+ directions added to every face's codes, scaled by their own strength or
+            by ``strength`` / ``keyframes`` (see :mod:`pipeline.stages.directions`).
     """
 
     batch_size: int = 1
     strength: float = 1.0
     keyframes: tuple[tuple[float, float], ...] = ()
     batch_pixels: int = 0
+    directions: tuple[Direction, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -64,6 +69,7 @@ def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig, 
              keep_on_device: bool = False) -> Iterator[Generated]:
     """Stylized crops, one per face. ``keep_on_device``: leave them on the model's device as uint8
     tensors (for the on-device paste) instead of bringing them to host memory as NumPy arrays."""
+    check_directions(model, cfg.directions)
     with torch.inference_mode():
         for batch in batches(items, cfg.batch_size, lambda r: len(r.latents), budget=cfg.batch_pixels,
                              weight=lambda r: crop_pixels(r.located.faces)):
@@ -73,7 +79,10 @@ def generate(items: Iterable[Inverted], model: StyleGANEX, cfg: GenerateConfig, 
             scales = torch.tensor([cfg.strength_at(t) for t in times])
             for _, idx in group_by_shape([lat.feature[0] for lat in lats]).items():
                 scale = scales[idx] if cfg.keyframes else cfg.strength
-                y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=scale)
+                extra = {}
+                if cfg.directions:
+                    extra["direction"] = offset(cfg.directions, scale, [times[i] for i in idx], model.latent_avg)
+                y = model.generate(Latents.cat([lats[i] for i in idx]), editing_scale=scale, **extra)
                 crops = to_pixel_tensor(y) if keep_on_device else to_pixels(y)
                 for j, crop in zip(idx, crops, strict=True):
                     images[j] = crop
