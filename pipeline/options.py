@@ -19,6 +19,7 @@ from pipeline.convert import NO_FACE, ConvertConfig
 from pipeline.errors import UsageError
 from pipeline.face.detect import DEFAULT_DETECTOR
 from pipeline.media.codecs import CODECS
+from pipeline.media.encoders import ENCODER_ROUTES
 from pipeline.option_fields import check_choices, from_mapping, from_namespace, option, options_of, to_mapping
 from pipeline.runtime.device import DEFAULT_THREADS, PRECISIONS, THREADS_HELP, Precision
 from pipeline.stages.detect_crop import FACE_MODES, FaceConfig
@@ -104,6 +105,9 @@ class ConvertOptions:
     preset: str = option(VideoOutConfig.preset, "x264/x265 speed preset", group=OUTPUT)
     pix_fmt: str | None = option(VideoOutConfig.pix_fmt, "output pixel format (default: the codec's usual one)",
                                  group=OUTPUT)
+    encoder: str = option(VideoOutConfig.encoder, "encode with PyAV's bundled FFmpeg, or pipe the frames to the "
+                                                  "ffmpeg on PATH (for encoders only it has: h264_vaapi, "
+                                                  "h264_videotoolbox...)", choices=ENCODER_ROUTES, group=OUTPUT)
     no_audio: bool = option(not VideoOutConfig.keep_audio, "drop the audio instead of copying it", group=OUTPUT)
     start: float | None = option(VideoInConfig.start, "start time in seconds", group=OUTPUT)
     end: float | None = option(VideoInConfig.end, "end time in seconds", group=OUTPUT)
@@ -172,7 +176,7 @@ class ConvertOptions:
                                         directions=parse_directions(self.direction)),
                 paste=PasteConfig(mode=self.output_mode, feather=self.feather),
                 video_out=VideoOutConfig(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
-                                         overwrite=self.overwrite, keep_audio=not self.no_audio),
+                                         overwrite=self.overwrite, keep_audio=not self.no_audio, encoder=self.encoder),
                 no_face=self.no_face, drop_lost=self.drop_lost, precision=precision)
         except ValueError as e:
             raise UsageError(str(e)) from e

@@ -10,6 +10,7 @@ import torch
 from pipeline.convert import NO_FACE, ConvertConfig
 from pipeline.errors import UsageError
 from pipeline.media.codecs import CODECS
+from pipeline.media.encoders import ENCODER_ROUTES
 from pipeline.options import ConvertOptions, add_convert_options, convert_config, option_names, parse_options
 from pipeline.runtime.device import PRECISIONS, Precision
 from pipeline.stages.detect_crop import FACE_MODES, FaceConfig
@@ -46,7 +47,7 @@ def test_the_choices_are_the_stages_tables():
     choices = {a.dest: a.choices for a in _parser()._actions if a.choices}
     assert choices == {"precision": list(PRECISIONS), "style_code": list(STYLE_CODES), "smooth_filter": list(FILTERS),
                        "face": list(FACE_MODES), "no_face": list(NO_FACE), "output_mode": list(MODES),
-                       "codec": list(CODECS)}
+                       "codec": list(CODECS), "encoder": list(ENCODER_ROUTES)}
 
 
 NON_DEFAULT_ARGV = ["--model", "m.pt", "--precision", "bf16", "--batch-size", "3", "--strength", "0:0,2:1",
@@ -98,7 +99,7 @@ def test_command_line_mapping_and_toml_give_the_same_options_and_configuration()
 def test_a_mapping_round_trips_and_option_names_leave_out_the_model():
     opts = ConvertOptions.from_mapping(NON_DEFAULT)
     assert ConvertOptions.from_mapping(opts.as_dict()) == opts
-    assert option_names()[0] == "device" and "model" not in option_names() and len(option_names()) == 28
+    assert option_names()[0] == "device" and "model" not in option_names() and len(option_names()) == 29
     assert parse_options({"style_code": "first-frame"}).style_code == "first-frame"
 
 

@@ -16,6 +16,10 @@ class Codec:
         even_size: the encoder rejects odd sizes for chroma-subsampled formats.
         crf_max: the top of the crf range; ``None``: the codec has no crf.
         label: a short description for menus.
+        hardware: the hardware behind a hardware encoder ("NVIDIA NVENC", ...); "" for software.
+        software: for a hardware encoder, the ``--codec`` to use on a machine without that hardware.
+        ffmpeg_only: the encoder is not in PyAV's bundled FFmpeg, only in a system ``ffmpeg``
+            (``--encoder ffmpeg``); VAAPI and VideoToolbox.
     """
 
     encoder: str
@@ -24,6 +28,9 @@ class Codec:
     even_size: bool
     crf_max: int | None
     label: str
+    hardware: str = ""
+    software: str = ""
+    ffmpeg_only: bool = False
 
 
 CODECS: dict[str, Codec] = {
@@ -32,6 +39,15 @@ CODECS: dict[str, Codec] = {
     "prores": Codec("prores_ks", ".mov", "yuv422p10le", False, None, "ProRes (.mov)"),
     "ffv1": Codec("ffv1", ".mkv", "yuv420p", False, None, "FFV1 (.mkv)"),
     "vp9": Codec("libvpx-vp9", ".webm", "yuv420p", False, 63, "VP9 (.webm)"),
+    # hardware encoders (crf and preset mapped to their own rate control: pipeline.media.encoders)
+    **{f"{kind}_{api}": Codec(f"{kind}_{api}", ".mp4", fmt, True, 51, f"{label}, {vendor} (.mp4)", vendor,
+                              "hevc" if kind == "av1" else kind, api in ("vaapi", "videotoolbox"))
+       for api, vendor, fmt, kinds in (("nvenc", "NVIDIA NVENC", "yuv420p", ("h264", "hevc", "av1")),
+                                       ("qsv", "Intel Quick Sync", "nv12", ("h264", "hevc", "av1")),
+                                       ("amf", "AMD AMF", "nv12", ("h264", "hevc", "av1")),
+                                       ("vaapi", "VAAPI", "nv12", ("h264", "hevc")),
+                                       ("videotoolbox", "Apple VideoToolbox", "nv12", ("h264", "hevc")))
+       for kind, label in (("h264", "H.264"), ("hevc", "HEVC / H.265"), ("av1", "AV1")) if kind in kinds},
 }
 DEFAULT_CODEC = "h264"
 

@@ -63,9 +63,12 @@ class VideoOutConfig:
     overwrite: replace an existing output; otherwise an existing file is an ``OutputError``.
     keep_audio: copy (or re-encode) the audio of ``audio_from``.
     threads: encoder threads (0 = automatic). queue_size: frames waiting for the encoder.
+    encoder: "pyav" or "ffmpeg" (a system ffmpeg: :mod:`pipeline.media.ffmpeg_out`); hardware codecs
+        are opened once here to check the hardware is present (:mod:`pipeline.media.encoders`).
 
     Raises:
-        UsageError: unknown codec or preset, crf out of range, a pixel format the encoder lacks.
+        UsageError: unknown codec, preset or encoder, crf out of range, a pixel format the encoder
+            lacks, hardware or an ffmpeg encoder that is not here.
     """
 
     codec: str = DEFAULT_CODEC
@@ -76,15 +79,21 @@ class VideoOutConfig:
     keep_audio: bool = True
     threads: int = 0
     queue_size: int = 8
+    encoder: str = "pyav"
 
     def __post_init__(self) -> None:
         spec = CODECS.get(self.codec)
         if spec is None:
             raise UsageError(f"unknown codec {self.codec!r} (choose from {', '.join(CODECS)})")
-        try:
-            formats = [f.name for f in av.Codec(spec.encoder, "w").video_formats or []]
-        except av.error.FFmpegError as err:
-            raise UsageError(f"encoder {spec.encoder} is not available in this FFmpeg build") from err
+        if self.encoder != "pyav" or spec.hardware:  # the ffmpeg route and hardware encoders
+            from pipeline.media.encoders import check_encoder
+
+            formats = check_encoder(self)
+        else:
+            try:
+                formats = [f.name for f in av.Codec(spec.encoder, "w").video_formats or []]
+            except av.error.FFmpegError as err:
+                raise UsageError(f"encoder {spec.encoder} is not available in this FFmpeg build") from err
         if self.pixel_format not in formats:
             raise UsageError(f"pixel format {self.pixel_format} is not supported by {spec.encoder} "
                               f"(choose from {', '.join(formats)})")
@@ -101,6 +110,10 @@ class VideoOutConfig:
 
     def encoder_options(self) -> dict[str, str]:
         spec = CODECS[self.codec]
+        if spec.hardware:
+            from pipeline.media.encoders import hardware_options
+
+            return hardware_options(spec.encoder, self.crf, self.preset)
         if spec.encoder == "libx264":
             return {"crf": str(self.crf), "preset": self.preset}
         if spec.encoder == "libx265":
@@ -128,7 +141,7 @@ def write(frames: Iterable[OutFrame | Frame], dst: str | os.PathLike, cfg: Video
         raise OutputError(f"{dst}: nothing to write (no frames)")
     if like.is_image:
         return write_image(dst, first.pixels, overwrite=cfg.overwrite)
-    with VideoWriter(dst, cfg, like, audio_from, size=_size(first), start=start, end=end) as writer:
+    with writer_class(cfg)(dst, cfg, like, audio_from, size=_size(first), start=start, end=end) as writer:
         for frame in itertools.chain([first], it):
             if isinstance(frame, OutFrame) and frame.yuv is not None:
                 writer.write_yuv(*fit_planes(frame.yuv, writer.frame_size), frame.pts)
@@ -137,6 +150,13 @@ def write(frames: Iterable[OutFrame | Frame], dst: str | os.PathLike, cfg: Video
     if notes is not None:
         notes.extend(writer.notes)
     return writer.dst
+
+
+def writer_class(cfg: VideoOutConfig) -> type:
+    """:class:`VideoWriter`, or ``pipeline.media.ffmpeg_out.FFmpegWriter`` (same interface) for ``--encoder ffmpeg``."""
+    from pipeline.media.ffmpeg_out import FFmpegWriter
+
+    return FFmpegWriter if cfg.encoder == "ffmpeg" else VideoWriter
 
 
 def _size(frame: OutFrame | Frame) -> tuple[int, int]:

@@ -20,6 +20,8 @@ def _encoder(name: str) -> av.Codec | None:
 @pytest.mark.parametrize("name", list(CODECS))
 def test_entry_is_consistent(name, tmp_path: Path):
     codec = CODECS[name]
+    if codec.ffmpeg_only:
+        pytest.skip(f"{codec.encoder} is in a system ffmpeg only (--encoder ffmpeg; tests/media/test_ffmpeg_out.py)")
     encoder = _encoder(codec.encoder)
     if encoder is None:
         pytest.skip(f"this FFmpeg has no {codec.encoder}")
@@ -34,7 +36,9 @@ def test_entry_is_consistent(name, tmp_path: Path):
 
 def test_table_facts():
     assert DEFAULT_CODEC in CODECS and CODECS[DEFAULT_CODEC].encoder == "libx264"
-    assert {n: c.suffix for n, c in CODECS.items()} == {"h264": ".mp4", "hevc": ".mp4", "prores": ".mov",
-                                                         "ffv1": ".mkv", "vp9": ".webm"}
-    assert [n for n, c in CODECS.items() if c.crf_max is not None] == ["h264", "hevc", "vp9"]
+    software = {n: c for n, c in CODECS.items() if not c.hardware}
+    assert {n: c.suffix for n, c in software.items()} == {"h264": ".mp4", "hevc": ".mp4", "prores": ".mov",
+                                                          "ffv1": ".mkv", "vp9": ".webm"}
+    assert [n for n, c in software.items() if c.crf_max is not None] == ["h264", "hevc", "vp9"]
+    assert all(c.encoder == n and c.suffix == ".mp4" and c.crf_max == 51 for n, c in CODECS.items() if c.hardware)
     assert PRESETS[0] == "ultrafast" and PRESETS.index("medium") == 5
