@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 # container for each codec the operator offers: the stylized strip must be a file Blender can read
-SUFFIXES = {"h264": ".mp4", "hevc": ".mp4", "vp9": ".webm", "prores": ".mov", "ffv1": ".mkv"}
+SUFFIXES = {"h264": ".mp4", "hevc": ".mp4", "vp9": ".webm", "prores": ".mov", "ffv1": ".mkv",
+            # hardware encoders (Extra Options may pick others, e.g. --encoder ffmpeg --codec h264_vaapi)
+            **{f"{kind}_{api}": ".mp4" for kind in ("h264", "hevc")
+               for api in ("nvenc", "qsv", "amf", "vaapi", "videotoolbox")}}
 ERROR_PREFIX = "facestyle: error:"
 # options whose value the add-on fixes: a full-frame output (the strip must match the source size)
 _DROPPED = {"--output-mode": 1, "-o": 1, "--output": 1, "--progress": 1, "-q": 0, "--quiet": 0}

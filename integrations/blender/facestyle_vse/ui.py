@@ -20,6 +20,8 @@ CODECS = [
     ("h264", "H.264 (.mp4)", "Small files, lossy"),
     ("ffv1", "FFV1 (.mkv)", "Lossless"),
     ("prores", "ProRes (.mov)", "Editing codec, 10-bit 4:2:2"),
+    ("h264_nvenc", "H.264, NVIDIA NVENC (.mp4)", "Encoded on an NVIDIA GPU (other hardware: Extra Options, "
+                                                 "e.g. --codec h264_qsv, or --encoder ffmpeg --codec h264_vaapi)"),
 ]
 
 
