@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -97,6 +97,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut}
                                            for code in (400, 401, 403, 404, 409, 422, 500)}
 # Job ids are SQLite integers: anything outside 1 .. 2**63-1 is a 422, never an overflow deeper down.
 JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="a job's id, as POST /jobs answered it")]
+ListLimit = Annotated[int, Query(ge=0, le=100_000, description="list at most this many jobs")]
 
 
 def job_out(job: Job, live: dict | None) -> JobOut:
@@ -184,9 +185,8 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
         return job_out(job, None)
 
     @app.get("/jobs", response_model=JobList, responses=_ERRORS, tags=["jobs"], dependencies=[Depends(authorized)])
-    def list_jobs(state: str | None = None, limit: int = 100) -> JobList:
+    def list_jobs(state: str | None = None, limit: ListLimit = 100) -> JobList:
         """Running and queued jobs first, then the most recent finished ones."""
-        limit = max(limit, 0)
         order = {"running": 0, "queued": 1}
         states = [state] if state else list(STATES)
         active = [s for s in states if s in order]

@@ -74,10 +74,42 @@ def _stub_convert(runner: JobRunner, steps: int = 3, step_s: float = 0.005):
     return convert
 
 
+class JournalBox:
+    """A journal the stateful test swaps for a fresh one at the start of each scenario, so that the
+    answers (and so the links Hypothesis can follow) depend only on the scenario's own calls."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.round, self.added, self.cancelled = folder, 0, 0, 0
+        self.target: Journal | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        if self.target is not None:
+            self.target.close()
+        self.round += 1
+        self.target = Journal(self.folder / f"journal-{self.round}.sqlite")
+
+    def add(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        self.added += 1
+        return self.target.add(*args, **kwargs)
+
+    def cancel(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        self.cancelled += 1
+        return self.target.cancel(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.target, name)
+
+
+def _media(root: Path) -> Path:
+    (root / "clip.mp4").write_bytes(b"\0" * 64)     # the stub never reads it; the app checks it exists
+    return root
+
+
 @pytest.fixture(scope="module")
 def service_app(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz")
-    (root / "clip.mp4").write_bytes(b"\0" * 64)     # the stub never reads it; the app checks it exists
+    """The app over a running runner whose worker runs the stub: jobs go queued -> running -> done."""
+    root = _media(tmp_path_factory.mktemp("fuzz"))
     journal = Journal(root / "journal.sqlite")
     board = ProgressBoard()
     cfg = ServeConfig(state=root / "state", roots=(root,), devices=("cpu",))
@@ -91,7 +123,21 @@ def service_app(tmp_path_factory):
     journal.close()
 
 
-def _config() -> SchemathesisConfig:
+@pytest.fixture(scope="module")
+def paused_app(tmp_path_factory):
+    """The app over a runner that takes no job: every answer follows from the calls alone (jobs stay
+    queued until cancelled), as a stateful test needs; the journal is fresh for each scenario."""
+    root = _media(tmp_path_factory.mktemp("stateful"))
+    box = JournalBox(root)
+    board = ProgressBoard()
+    runner = JobRunner(ServeConfig(state=root / "state", roots=(root,), devices=("cpu",)), box, board,
+                       devices=[torch.device("cpu")])              # never started
+    app = create_app(box, runner, board, PathPolicy((root,)), TOKEN, poll_s=0.01)
+    yield app, root, box
+    box.target.close()
+
+
+def _config(**extra: object) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict({
         "seed": SEED,
         "headers": {"Authorization": f"Bearer {TOKEN}"},
@@ -102,18 +148,16 @@ def _config() -> SchemathesisConfig:
         "operations": [{"include-path": "/jobs", "include-method": "POST",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
                             "2xx", 401, 403, 404, 409, 422]}}}],
+        **extra,
     })
 
 
-@pytest.fixture(scope="module")
-def api_schema(service_app):
-    app, root = service_app
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=_config())
-    real = {"input": str(root / "clip.mp4"), "model": "pixar", "output": None}
+def _with_real_jobs(schema, root: Path):  # noqa: ANN001, ANN202
+    """Half of the well-formed job requests name the real clip, so that jobs get created. Only
+    schema-valid parts are replaced: a negative case stays negative."""
 
     @schema.hook
     def map_body(ctx, body):  # noqa: ANN001, ANN202 - Schemathesis hook signature
-        """Half of the well-formed job requests name the real clip, so jobs get created, run and end."""
         if ctx.operation is None or ctx.operation.path != "/jobs" or not isinstance(body, dict):
             return body
         if not set(body) <= {"input", "output", "model", "options"}:
@@ -122,13 +166,30 @@ def api_schema(service_app):
             return body
         if len(body["input"]) % 2:
             return body
+        real = {**body, "input": str(root / "clip.mp4"), "model": "pixar"}
+        if body.get("output") is None or isinstance(body["output"], str):
+            real["output"] = None
         options = body.get("options", {})
         if isinstance(options, dict) and all(v is None or isinstance(v, str | int | float | bool)
                                              for v in options.values()):
-            return {**body, **real, "options": {}}
-        return {**body, **{k: v for k, v in real.items() if k != "output"}}
+            real["options"] = {}
+        return real
 
     return schema
+
+
+@pytest.fixture(scope="module")
+def api_schema(service_app):
+    app, root = service_app
+    return _with_real_jobs(schemathesis.openapi.from_asgi("/openapi.json", app, config=_config()), root)
+
+
+@pytest.fixture(scope="module")
+def stateful_schema(paused_app):
+    app, root, _ = paused_app
+    # An event stream of a queued job stays open: take its first event and go on.
+    config = _config(**{"max-stream-events": 1})
+    return _with_real_jobs(schemathesis.openapi.from_asgi("/openapi.json", app, config=config), root)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -140,15 +201,21 @@ def test_every_operation_holds_under_generated_requests(case):
     case.call_and_validate()
 
 
-def test_stateful_job_sequences_hold(api_schema):
-    machine = api_schema.as_state_machine()
-    machine.run(settings=hypothesis.settings(max_examples=EXAMPLES, stateful_step_count=STATEFUL_STEPS,
+def test_stateful_job_sequences_hold(stateful_schema, paused_app):
+    box = paused_app[2]
+
+    class Machine(stateful_schema.as_state_machine()):
+        def setup(self) -> None:
+            box.reset()
+
+    Machine.run(settings=hypothesis.settings(max_examples=EXAMPLES, stateful_step_count=STATEFUL_STEPS,
                                              deadline=None, derandomize=True, database=None,
                                              suppress_health_check=list(hypothesis.HealthCheck)))
+    assert box.added >= 1 and box.cancelled >= 1, "the scenarios never reached a real job"
 
 
 def test_generated_jobs_were_really_created_and_run(service_app, api_schema):
-    """The fuzzing above reached real jobs (the body hook works), and none of them broke the runner."""
+    """The stateless fuzzing reached real jobs (the body hook works), and none of them broke the runner."""
     status, _, reply = call(service_app[0], "GET", "/jobs?limit=1000")
     assert status == 200
     counts = reply["counts"]
@@ -163,6 +230,8 @@ def test_generated_jobs_were_really_created_and_run(service_app, api_schema):
     ("POST", "/jobs/684595114152128832175735832576/cancel", 422),
     ("GET", "/jobs/9223372036854775807", 404),                 # the largest id SQLite holds: no such job
     ("GET", "/jobs/0/events", 422),
+    ("GET", "/jobs?limit=9223372036854775808", 422),          # a LIMIT SQLite cannot hold: was a 500
+    ("GET", "/jobs?limit=-1", 422),
 ])
 def test_ids_out_of_range_are_client_errors(service_app, method, path, code):
     status, _, reply = call(service_app[0], method, path)
