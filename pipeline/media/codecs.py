@@ -44,7 +44,7 @@ CODECS: dict[str, Codec] = {
                               "hevc" if kind == "av1" else kind, api in ("vaapi", "videotoolbox"))
        for api, vendor, fmt, kinds in (("nvenc", "NVIDIA NVENC", "yuv420p", ("h264", "hevc", "av1")),
                                        ("qsv", "Intel Quick Sync", "nv12", ("h264", "hevc", "av1")),
-                                       ("amf", "AMD AMF", "nv12", ("h264", "hevc", "av1")),
+                                       ("amf", "AMD AMF", "yuv420p", ("h264", "hevc", "av1")),
                                        ("vaapi", "VAAPI", "nv12", ("h264", "hevc")),
                                        ("videotoolbox", "Apple VideoToolbox", "nv12", ("h264", "hevc")))
        for kind, label in (("h264", "H.264"), ("hevc", "HEVC / H.265"), ("av1", "AV1")) if kind in kinds},

@@ -12,8 +12,9 @@ decides: on CUDA for 4:2:0 output) does the paste where the stylized crops are, 
 frame goes up once, the crops never come down, the blend and the RGB -> YUV 4:2:0 conversion run
 there, and only the planes come back (1.5 bytes per pixel), so the CPU is left with entropy coding.
 Every frame, with a face or without, takes that path, so the whole clip has one colour conversion.
-Same geometry and blend formula as the NumPy path; the resampling is PyTorch's (area when
-shrinking, bilinear when enlarging), within a code value or two of OpenCV's.
+Same geometry and blend formula as the NumPy path; the resampling is OpenCV's area average
+(shrinking) and bilinear (enlarging) done with tensors (:mod:`pipeline.face.warp`, kornia), within
+one code value of OpenCV's.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.face.align import CropParams, crop_window
 from pipeline.media.yuv import rgb_to_yuv420
@@ -92,24 +92,11 @@ def paste_face(pixels: np.ndarray, stylized: np.ndarray, crop: CropParams, feath
 
 def paste_face_tensor(pixels: torch.Tensor, stylized: torch.Tensor, crop: CropParams, feather: float) -> None:
     """:func:`paste_face` on tensors (any device): uint8 ``[H, W, 3]`` ``pixels`` (modified in place)
-    and uint8 ``[4h, 4w, 3]`` ``stylized``."""
-    x0, y0, x1, y1 = _window(crop)
-    w, h = x1 - x0, y1 - y0
-    if w <= 0 or h <= 0:
-        return
-    src = stylized.to(pixels.device).permute(2, 0, 1)[None].to(torch.float32)         # [1, 3, 4h, 4w]
-    if w < stylized.shape[1]:
-        patch = F.interpolate(src, size=(h, w), mode="area")
-    else:
-        patch = F.interpolate(src, size=(h, w), mode="bilinear", align_corners=False)
-    patch = patch[0].permute(1, 2, 0).clamp(0, 255)                                   # [h, w, 3]
-    soft = (x0 > 0, y0 > 0, x1 < crop.frame_w, y1 < crop.frame_h)
-    width = int(round(feather * min(h, w)))
-    wx = torch.from_numpy(_ramp(w, width, soft[0], soft[2])).to(pixels.device)
-    wy = torch.from_numpy(_ramp(h, width, soft[1], soft[3])).to(pixels.device)
-    mask = (wy[:, None] * wx[None, :])[:, :, None]
-    region = pixels[y0:y1, x0:x1].to(torch.float32)
-    pixels[y0:y1, x0:x1] = torch.round(region + (patch - region) * mask).to(torch.uint8)
+    and uint8 ``[4h, 4w, 3]`` ``stylized``; kornia / matrix resampling that matches OpenCV's within one
+    code value (:func:`pipeline.face.warp.paste_faces`)."""
+    from pipeline.face.warp import paste_faces
+
+    paste_faces(pixels, [stylized.permute(2, 0, 1)], [crop], feather)
 
 
 def _paste_on_device(frame: Frame, faces: list, images: list, cfg: PasteConfig, device: torch.device) -> OutFrame:
