@@ -15,7 +15,10 @@ Steps, each one row (or several) of the table; a step that fails records its err
    (outputs 1024 and 2048) in each precision, with the fused kernels and with the reference ops
    (``FACESTYLE_KERNELS=ref``); then, in bf16 with the fused kernels: channels-last, ``torch.compile``
    and a CUDA graph. Each row: ms per frame, frames/s, max error against fp32 with the reference ops.
-4. **bench**: ``facestyle bench --json`` on a synthetic 1920x1080 clip (the whole pipeline) on the device.
+4. **image ops and encoders**: the kornia crop, aligned face and paste on the device against the host
+   route (OpenCV, Pillow) on a 1080p frame of noise (max difference in levels, ms each way), and
+   whether the NVENC encoders open.
+5. **bench**: ``facestyle bench --json`` on a synthetic 1920x1080 clip (the whole pipeline) on the device.
 
 It prints one table and writes ``gpu_check.json`` (every row, the machine, versions) and
 ``gpu_check.txt`` (the table) into ``--out``. ``--budget`` seconds (default 420) bounds the timed part:
@@ -284,6 +287,65 @@ def _graphed(fn: Callable[[], torch.Tensor], device: torch.device) -> Callable[[
     return replay
 
 
+# -- 3b. device-side image ops and hardware encoders ------------------------------------------------
+
+def step_image_ops(run: Run) -> None:
+    """kornia crops, aligned face and paste on the device against the host route (OpenCV, Pillow)."""
+    import numpy as np
+
+    from pipeline.face import warp
+    from pipeline.face.align import align_quad, apply_crop, crop_params, ffhq_quad
+    from pipeline.stages.paste import paste_face
+    from pipeline.tools.synthetic import face_landmarks
+
+    h, w = (270, 480) if run.quick else (1080, 1920)
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (h, w, 3), np.uint8)
+    lm = face_landmarks((w / 2, h / 2), 64 if not run.quick else 30, angle_deg=7)
+    crop, quad = crop_params(lm, h, w), ffhq_quad(lm)
+    stylized = rng.integers(0, 256, (4 * crop.crop_h, 4 * crop.crop_w, 3), np.uint8)
+    ft = torch.from_numpy(frame).permute(2, 0, 1).to(run.device)
+    st = torch.from_numpy(stylized).permute(2, 0, 1).to(run.device)
+
+    def diff(a, b) -> float:
+        return float(np.abs(a.astype(int) - b.astype(int)).max())
+
+    def pasted_host():
+        out = frame.copy()
+        paste_face(out, stylized, crop, 0.08)
+        return out
+
+    def pasted_device():
+        out = torch.from_numpy(frame.copy()).to(run.device)
+        warp.paste_faces(out, [st], [crop], 0.08)
+        return out
+
+    cases = [("kornia crop", lambda: warp.cut_crops(ft, [crop])[0],
+              lambda r: diff(warp.to_hwc_uint8(r), apply_crop(frame, crop)), lambda: apply_crop(frame, crop)),
+             ("kornia aligned face", lambda: warp.align_faces(ft, [quad])[0],
+              lambda r: diff(warp.to_hwc_uint8(r), align_quad(frame, quad)), lambda: align_quad(frame, quad)),
+             ("kornia paste", pasted_device, lambda r: diff(r.cpu().numpy(), pasted_host()), pasted_host)]
+    for name, fn, err, host in cases:
+        def check(fn=fn, err=err, host=host, name=name) -> Row:
+            host_ms = time_ms(host, torch.device("cpu"), min_s=0.05)
+            return Row("imageops", f"{name} {w}x{h}", "fp32", ms=time_ms(fn, run.device, min_s=0.05),
+                       max_err=err(fn()), note=f"host route {host_ms:.2f} ms (levels)", extra={"host_ms": host_ms})
+
+        run.guarded("imageops", f"{name} {w}x{h}", "fp32", check)
+    for codec in ("h264_nvenc", "hevc_nvenc", "av1_nvenc"):
+        def encoder(codec=codec) -> Row:
+            from pipeline.errors import UsageError
+            from pipeline.stages.video_out import VideoOutConfig
+
+            try:
+                VideoOutConfig(codec=codec)
+            except UsageError as err:
+                return Row("encoder", codec, note=f"not here: {err}"[:150])
+            return Row("encoder", codec, note="opens on this machine")
+
+        run.guarded("encoder", codec, "", encoder)
+
+
 # -- 4. bench --------------------------------------------------------------------------------------
 
 def step_bench(run: Run, out: Path) -> None:
@@ -332,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="CPU smoke run at toy sizes (under a minute)")
     ap.add_argument("--device", default=None, help="default: cuda when available (cpu with --quick)")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds for the timed steps (default 420)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["build", "kernels", "generator", "bench"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["build", "kernels", "generator", "imageops", "bench"],
                     help="steps to leave out")
     args = ap.parse_args(argv)
     device = torch.device(args.device or ("cpu" if args.quick or not torch.cuda.is_available() else "cuda"))
@@ -347,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     print(f"gpu_check on {device} ({'quick' if args.quick else 'full'}), torch {torch.__version__}", flush=True)
     for name, step in (("build", step_build), ("kernels", step_kernels), ("generator", step_generator),
-                       ("bench", lambda r: step_bench(r, args.out))):
+                       ("imageops", step_image_ops), ("bench", lambda r: step_bench(r, args.out))):
         if name not in args.skip:
             step(run)
     text = table(run.rows)

@@ -18,7 +18,9 @@ def test_quick_mode_runs_every_step(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     rows = report["rows"]
     assert report["failed"] == 0 and report["quick"] and report["machine"]["device"] == "cpu"
-    assert {r["step"] for r in rows} == {"build", "kernel", "generator", "bench"}
+    assert {r["step"] for r in rows} == {"build", "kernel", "generator", "imageops", "encoder", "bench"}
+    imageops = [r for r in rows if r["step"] == "imageops"]
+    assert len(imageops) == 3 and all(r["max_err"] <= 1 for r in imageops)  # kornia vs OpenCV / Pillow, levels
     kernels = [r for r in rows if r["step"] == "kernel"]
     # every golden shape in fp32 and bf16, the reference against float64 on the device
     assert {r["name"] for r in kernels} >= {"upfirdn2d_up2_pad2_1", "upfirdn2d_asym_crop", "fused_leaky_relu_2d"}
