@@ -110,7 +110,7 @@ class Passthrough:
             self.packets = self.src.demux(*streams)
 
     def _note(self, src: Path, note: str) -> None:
-        log.warning("%s: damaged input: %s", src, note)
+        log.info("%s: damaged input: %s", src, note)  # the result carries it to the user
         self.notes.append(note)
 
     def pump(self, until: float, limit: float | None = None) -> None:
