@@ -75,10 +75,15 @@ def check_encoder(encoder: str) -> list[str]:
         ours = [name for name, c in CODECS.items() if c.encoder in have]
         raise UsageError(f"--encoder ffmpeg: {path} has no {encoder} encoder; with it you can use --codec "
                          f"{', '.join(ours) or '(none of ours)'}")
+    return list(_pixel_formats(path, encoder))
+
+
+@functools.lru_cache(maxsize=32)
+def _pixel_formats(path: str, encoder: str) -> tuple[str, ...]:
     proc = subprocess.run([path, "-hide_banner", "-h", f"encoder={encoder}"], capture_output=True, text=True,
                           timeout=60)
     match = re.search(r"Supported pixel formats:([^\n]*)", proc.stdout)
-    return match.group(1).split() if match else []
+    return tuple(match.group(1).split()) if match else ()
 
 
 def encode_args(codec: str, pix_fmt: str, options: dict[str, str], threads: int = 0) -> tuple[dict[str, Any], list]:
