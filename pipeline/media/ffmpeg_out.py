@@ -75,6 +75,8 @@ def check_encoder(encoder: str) -> list[str]:
         ours = [name for name, c in CODECS.items() if c.encoder in have]
         raise UsageError(f"--encoder ffmpeg: {path} has no {encoder} encoder; with it you can use --codec "
                          f"{', '.join(ours) or '(none of ours)'}")
+    if encoder.endswith("_vaapi"):  # it takes only GPU surfaces: these are what "format=...,hwupload" uploads
+        return ["nv12", "p010le"]
     return list(_pixel_formats(path, encoder))
 
 

@@ -142,6 +142,13 @@ def test_no_ffmpeg_or_missing_encoder_is_a_usage_error(monkeypatch):
         VideoOutConfig(codec="h264_videotoolbox", encoder="ffmpeg")
 
 
+@needs_ffmpeg
+def test_pixel_formats_of_the_system_ffmpeg():
+    assert "yuv420p" in ffmpeg_out.check_encoder("libx264")
+    if "h264_vaapi" in ffmpeg_out.video_encoders(shutil.which("ffmpeg")):   # frames are uploaded from nv12
+        assert CODECS["h264_vaapi"].default_pix_fmt in ffmpeg_out.check_encoder("h264_vaapi")
+
+
 def test_vaapi_needs_the_ffmpeg_route():
     with pytest.raises(UsageError, match="h264_vaapi is not in PyAV's FFmpeg; use --encoder ffmpeg"):
         VideoOutConfig(codec="h264_vaapi")
