@@ -85,7 +85,7 @@ def check_encoder(cfg: _VideoOut) -> list[str]:
         from pipeline.media import ffmpeg_out
 
         formats = ffmpeg_out.check_encoder(spec.encoder)
-        if spec.hardware:
+        if spec.hardware and cfg.pixel_format in formats:  # a wrong --pix-fmt is said as such by the caller
             _ffmpeg_hardware(cfg.codec, cfg.pixel_format, tuple(sorted(hardware_options(
                 spec.encoder, cfg.crf, cfg.preset).items())))
         return formats
