@@ -80,5 +80,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--flow-size", type=int, default=FLOW_SIZE, help="long side of the frames the flow is computed on")
     f.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from pipeline.tools.preview import add_command as add_preview
+
+    add_preview(sub)
+
 
 __all__ = ["add_commands"]

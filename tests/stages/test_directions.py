@@ -24,8 +24,7 @@ from pipeline.tools.synthetic import FixedFaceDetector, synthetic_face
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def tiny_edit():
+def tiny_edit_model():
     """A random editing model (editing attention and a direction, as the age/hair models) of tiny width."""
     real = rc.preset_opts
 
@@ -43,6 +42,11 @@ def tiny_edit():
     model = build_model(ckpt)
     assert model.is_editing and model.arch.use_att
     return model
+
+
+@pytest.fixture(scope="module")
+def tiny_edit():
+    return tiny_edit_model()
 
 
 @pytest.fixture(scope="module")
