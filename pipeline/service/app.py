@@ -30,6 +30,7 @@ from pipeline.model.registry import find_model
 from pipeline.options import ConvertOptions
 from pipeline.runtime.device import resolve_device
 from pipeline.service.config import PathNotAllowed, PathPolicy
+from pipeline.service.preview import add_route as add_preview_route
 from pipeline.service.runner import JobRunner, ProgressBoard
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,13 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
                 await asyncio.sleep(poll_s)
 
         return EventSourceResponse(stream(), ping=15)
+
+    def check_preview_options(model: str, options: dict[str, OptionValue]) -> dict[str, OptionValue]:
+        _check_direction_paths(options.get("direction"), policy)
+        return _check_options(JobRequest(input="-", model=model, options=options), runner)
+
+    add_preview_route(app, policy, authorized, _ERRORS, lambda: runner.device_names[0], _check_model,
+                      check_preview_options)
 
     @app.get("/queue", response_model=QueueOut, responses=_ERRORS, tags=["service"],
              dependencies=[Depends(authorized)])
