@@ -22,8 +22,9 @@ from collections.abc import Sequence
 # Set here, in the entry point, before torch is imported; an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from pipeline.cluster.config import RayConfig
 from pipeline.daemon.commands import add_commands as add_daemon_commands
-from pipeline.errors import FacestyleError, InputError
+from pipeline.errors import FacestyleError, InputError, UsageError
 from pipeline.frontend import LOG_LEVELS, FrontEnd, ReportOptions, add_command, config_path, read_config
 from pipeline.model.commands import add_commands as add_model_commands
 from pipeline.option_fields import add_arguments, from_namespace
@@ -43,7 +44,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     options = ConvertOptions.from_args(args)
     options.require_model()
-    src = Path(args.input)
+    ray = from_namespace(RayConfig, args)
+    if ray.address is not None:                      # several inputs, chunks, workers: pipeline.cluster
+        from pipeline.cluster.commands import convert_command
+
+        return convert_command(args.input, args.output, options, ray, from_namespace(ReportOptions, args))
+    if len(args.input) > 1:
+        raise UsageError("several inputs are converted with --ray (or give a folder)")
+    src = Path(args.input[0])
     if not src.exists():
         raise InputError(f"{src}: file not found")
     front = FrontEnd.open(options)
@@ -80,12 +88,13 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "convert", _cmd_convert, "stylize the faces in a video, a photo or a folder of them",
                     "Stylize the faces in a video (audio kept), a photo, or every video and photo in a folder. "
                     "Defaults may also come from a TOML config file ([convert] table; see README).")
-    p.add_argument("input", help="video, photo, or folder of them")
+    p.add_argument("input", nargs="+", help="video, photo, or folder of them (several with --ray)")
     p.add_argument("-o", "--output", help="output file (folder for a folder input); default: "
                    "<input>_<model>.mp4 beside the input")
     add_convert_options(p)
     groups: dict = {}
     add_arguments(p, ReportOptions, groups=groups)
+    add_arguments(p, RayConfig, groups=groups)
     groups["reporting"].add_argument("--config", help="TOML file with defaults for these options ([convert] table)")
 
 
