@@ -22,7 +22,7 @@ at most about ``batch_size x N`` records.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,3 +165,34 @@ def key_codes(items: Iterable[Located], model: StyleGANEX, every: int, batch_siz
     yield from ready()
     if pending:                                  # cannot happen: every segment ends on an encoded key
         raise AssertionError("key codes left faces without codes")
+
+
+def key_faces(tracks: Sequence[Collection[int]], indices: Sequence[int], every: int,
+              cuts: Sequence[bool]) -> list[set[int]]:
+    """Which faces :func:`key_codes` encodes, for a runner that plans a whole clip at once (the Ray
+    runner): per frame, the track ids whose face is a key. ``tracks[k]``: the tracks on the k-th
+    frame, ``indices[k]`` its frame index, ``cuts[k]``: it starts a new shot."""
+    keys: list[set[int]] = []
+    for k, here in enumerate(tracks):
+        before = tracks[k - 1] if k and not cuts[k] else ()
+        after = tracks[k + 1] if k + 1 < len(tracks) and not cuts[k + 1] else ()
+        keys.append({t for t in here if t not in before or t not in after or indices[k] % every == 0})
+    return keys
+
+
+def fill_between(codes: Sequence[dict[int, Tensor | None]], indices: Sequence[int]) -> list[dict[int, Tensor]]:
+    """Codes of every face from those of the key faces (the others None), interpolated as
+    :func:`key_codes` does; ``codes`` must come from :func:`key_faces`' choice."""
+    out = [dict(c) for c in codes]
+    last: dict[int, int] = {}                      # track -> position of its last key
+    for k, frame in enumerate(codes):
+        for t, w in frame.items():
+            if w is None:
+                continue
+            a = last.get(t)
+            if a is not None and all(t in codes[m] for m in range(a, k)):
+                for m in range(a + 1, k):
+                    frac = (indices[m] - indices[a]) / (indices[k] - indices[a])
+                    out[m][t] = interpolate(out[a][t], w, frac)
+            last[t] = k
+    return out

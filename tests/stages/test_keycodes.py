@@ -132,3 +132,22 @@ def test_code_every_one_is_the_per_frame_path(tiny_model):
         rec.faces[0].aligned = align_face(rec.frame.pixels, rec.faces[0].landmarks)
     out = list(codes(iter(recs), tiny_model, InvertConfig(style_code="per-frame", code_every=1)))
     check(tiny_model, recs, out, list(range(5)))
+
+
+def test_the_whole_clip_helpers_choose_and_fill_as_the_stream_does(tiny_model):
+    from pipeline.stages.keycodes import fill_between, key_faces
+
+    recs = clip(12, 4, present=lambda i: i not in (6,))
+    for i in range(3, 12):                                          # a second face from frame 3 on
+        recs[i].faces.append(face_on(recs[i].frame, track=1, aligned=True))
+    cut_at = 9
+    streamed, _ = run(tiny_model, recs, 4, 2, cut=lambda rec: rec.frame.index == cut_at)
+    tracks = [[f.track_id for f in r.faces] for r in recs]
+    keys = key_faces(tracks, list(range(12)), 4, [i == cut_at for i in range(12)])
+    assert keys[0] == {0} and keys[3] == {1} and keys[5] == {0} and keys[7] == {0} and keys[8] == {0, 1} and keys[9] == {0, 1}
+    own = [{f.track_id: (own_codes(tiny_model, Located(r.frame, [f])) if f.track_id in keys[i] else None)
+            for f in r.faces} for i, r in enumerate(recs)]
+    filled = fill_between(own, list(range(12)))
+    for rec, out in zip(streamed, filled, strict=True):
+        for f, w in zip(rec.located.faces, rec.codes, strict=True):
+            torch.testing.assert_close(out[f.track_id], w, atol=1e-5, rtol=1e-5)
