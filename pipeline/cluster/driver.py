@@ -64,6 +64,7 @@ def convert_on_ray(pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, 
             job.fail(err)
             jobs.append(job)
     conn = connect(rcfg)
+    actors: list = []
     try:
         live = [j for j in jobs if not j.finished]
         if live:
@@ -75,6 +76,8 @@ def convert_on_ray(pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, 
             progress.start(name or (live[0].src.name if len(live) == 1 else f"{len(live)} files"), total or None)
             Scheduler(conn, actors, rcfg).run(live, progress.update)
     finally:
+        for actor in actors:            # now, not when the last handle goes (an error's traceback may hold one)
+            conn.ray.kill(actor)
         conn.close()
     results = [j.result for j in jobs]
     summary = _summary(results)
