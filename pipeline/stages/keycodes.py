@@ -38,7 +38,7 @@ Cut = Callable[[Located], bool]
 
 # The default N per device type, chosen by measurement (README, "Key codes"): on a CPU the codes pass
 # is most of the cost at small crops; on CUDA it stays 1 (not measured there: no GPU was available).
-DEFAULT_CODE_EVERY = {"cpu": 6}
+DEFAULT_CODE_EVERY = {"cpu": 8}
 
 
 def default_code_every(device: torch.device | str) -> int:
