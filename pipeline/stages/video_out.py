@@ -35,12 +35,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from pipeline.errors import OutputError, UsageError
-from pipeline.media.atomic import atomic_output, check_destination, commit, output_error, reserve_temp
+from pipeline.media.atomic import check_destination, commit, output_error, reserve_temp
 from pipeline.media.codecs import CODECS, COLOR_RANGE_LIMITED, COLORSPACE_BT709, DEFAULT_CODEC, PRESETS
+from pipeline.media.image_out import write_image
 from pipeline.media.media_info import FALLBACK_FPS, VideoInfo, av_reason
 from pipeline.media.remux import Passthrough, close_quietly
 from pipeline.media.remux import mux as _mux  # every packet reaches the file through this name (tests replace it)
@@ -170,23 +170,6 @@ def fit_planes(yuv: tuple[np.ndarray, np.ndarray, np.ndarray],
     w, h = size
     y, u, v = yuv
     return y[:h, :w], u[:(h + 1) // 2, :(w + 1) // 2], v[:(h + 1) // 2, :(w + 1) // 2]
-
-
-def write_image(dst: str | os.PathLike, pixels: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Save ``pixels`` [H, W, 3] uint8 RGB as an image in the format its extension names, atomically.
-
-    Raises:
-        OutputError: the file exists (without ``overwrite``), the folder is missing or not
-            writable, the extension is not an image format, or the disk is full.
-    """
-    target = check_destination(dst, overwrite)
-    if not cv2.haveImageWriter(str(target)):
-        raise OutputError(f"{target}: {target.suffix or 'no extension'} is not an image format I can write")
-    with atomic_output(target, overwrite) as tmp:
-        ok = cv2.imwrite(str(tmp), np.ascontiguousarray(pixels[:, :, ::-1]))
-        if not ok or tmp.stat().st_size == 0:
-            raise OutputError(f"{target}: could not write the image (disk full or not writable?)")
-    return target
 
 
 class VideoWriter:
