@@ -26,7 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.media.media_info import av_reason
+from pipeline.media.media_info import av_reason, demux_until_broken
 
 __all__ = ["CleanAudio", "StreamDamage", "scan"]
 
@@ -73,15 +73,8 @@ def scan(path: Path, streams: Iterable[int], origin: float = 0.0, end: float | N
                 src.seek(int(origin * av.time_base), backward=True)
             except av.error.FFmpegError:
                 pass
-        packets = src.demux(*chosen)
         past_end: set[int] = set()
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.error.FFmpegError:                # truncated: nothing after this is carried
-                break
+        for packet in demux_until_broken(src, *chosen):   # truncated: nothing after the break is carried
             if packet.size == 0 or packet.pts is None:
                 continue
             if end is not None and packet.pts * packet.time_base > end:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -156,6 +157,23 @@ def av_reason(err: BaseException) -> str:
     """A short reason from an FFmpeg error, without the file name and errno noise."""
     reason = getattr(err, "strerror", None) or str(err)
     return str(reason).splitlines()[0] if reason else type(err).__name__
+
+
+def demux_until_broken(container: av.container.InputContainer, *streams: av.stream.Stream,
+                       on_error: Callable[[av.error.FFmpegError], None] | None = None) -> Iterator[av.Packet]:
+    """The packets of ``streams`` in file order, ending quietly where the demuxer breaks (a truncated
+    or damaged file): ``on_error(err)`` is told why, and nothing after that point is read."""
+    packets = container.demux(*streams)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as err:
+            if on_error is not None:
+                on_error(err)
+            return
+        yield packet
 
 
 def av_open(path: Path, **kwargs: object) -> av.container.InputContainer:

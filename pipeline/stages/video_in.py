@@ -34,6 +34,7 @@ from pipeline.media.media_info import (
     VideoInfo,
     av_open,
     av_reason,
+    demux_until_broken,
     is_image_path,
     open_input,
     orientation_of,
@@ -296,18 +297,13 @@ def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoS
 def _decoded(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
              report: DecodeReport) -> Iterator[av.VideoFrame]:
     """Decoded frames; bad packets are counted and skipped, a broken demux ends the stream."""
-    packets = container.demux(stream)
+    def broken(err: av.error.FFmpegError) -> None:
+        report.truncated = True
+        report._note(f"demux: {av_reason(err)}")
+        log.warning("%s: stream unreadable after this point (%s)", report.path, av_reason(err))
+
     sent = produced = 0
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            break
-        except av.error.FFmpegError as err:
-            report.truncated = True
-            report._note(f"demux: {av_reason(err)}")
-            log.warning("%s: stream unreadable after this point (%s)", report.path, av_reason(err))
-            break
+    for packet in demux_until_broken(container, stream, on_error=broken):
         try:
             frames = stream.decode(packet)
         except av.error.FFmpegError as err:
