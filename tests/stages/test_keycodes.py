@@ -144,7 +144,8 @@ def test_the_whole_clip_helpers_choose_and_fill_as_the_stream_does(tiny_model):
     streamed, _ = run(tiny_model, recs, 4, 2, cut=lambda rec: rec.frame.index == cut_at)
     tracks = [[f.track_id for f in r.faces] for r in recs]
     keys = key_faces(tracks, list(range(12)), 4, [i == cut_at for i in range(12)])
-    assert keys[0] == {0} and keys[3] == {1} and keys[5] == {0} and keys[7] == {0} and keys[8] == {0, 1} and keys[9] == {0, 1}
+    assert keys[0] == {0} and keys[3] == {1} and keys[5] == {0} and keys[7] == {0}
+    assert keys[8] == {0, 1} and keys[9] == {0, 1}
     own = [{f.track_id: (own_codes(tiny_model, Located(r.frame, [f])) if f.track_id in keys[i] else None)
             for f in r.faces} for i, r in enumerate(recs)]
     filled = fill_between(own, list(range(12)))
