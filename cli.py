@@ -10,7 +10,6 @@ Every error a user can cause ends as one line on stderr and a non-zero exit code
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -25,7 +24,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pipeline.cluster.config import RayConfig
 from pipeline.daemon.commands import add_commands as add_daemon_commands
 from pipeline.errors import FacestyleError, InputError, UsageError
-from pipeline.frontend import LOG_LEVELS, FrontEnd, ReportOptions, add_command, config_path, read_config
+from pipeline.frontend import (
+    LOG_LEVELS,
+    FrontEnd,
+    ReportOptions,
+    add_command,
+    config_path,
+    read_config,
+    report_folder,
+)
 from pipeline.model.commands import add_commands as add_model_commands
 from pipeline.option_fields import add_arguments, from_namespace
 from pipeline.options import ConvertOptions, add_convert_options
@@ -62,16 +69,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if src.is_dir():
         dst = Path(args.output) if args.output else src.with_name(f"{src.name}_{front.tag}")
         results = convert_folder(src, dst, model, detector, front.config, front.tag, progress)
-        failed = [r for r in results if not r.ok]
-        if report.progress == "json":
-            print(json.dumps({"event": "summary", "converted": len(results) - len(failed), "failed": len(failed),
-                              "results": [r.as_dict() for r in results]}))
-        elif not report.quiet:
-            for r in results:
-                detail = f": {r.error}" if r.error else f" -> {r.dst}"
-                print(f"{'ok    ' if r.ok else 'FAILED'} {r.src.name}{detail}")
-            print(f"{len(results) - len(failed)} converted, {len(failed)} failed")
-        return EXIT_OK if not failed else EXIT_ERROR
+        return report_folder(results, report)
     dst = Path(args.output) if args.output else default_output(src, front.tag)
     result = convert_file(src, dst, model, detector, front.config, progress)
     if result.damage:

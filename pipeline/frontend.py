@@ -14,12 +14,13 @@ and, for the command line and the daemon, read the same TOML config file (:func:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +30,9 @@ from pipeline.model import StyleGANEX, load_model
 from pipeline.option_fields import check_choices, coerce_mapping, option, option_map
 from pipeline.options import ConvertOptions
 from pipeline.runtime.device import Precision, resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from pipeline.convert import ConvertResult
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,20 @@ class ReportOptions:
         if self.progress == "json":
             return "json"
         return "none" if self.quiet or self.progress == "none" else "bar"
+
+
+def report_folder(results: Sequence[ConvertResult], report: ReportOptions) -> int:
+    """Print a folder's outcome (a JSON summary event, or a line per file and a count) and return the
+    exit code: 0 when every file converted, 1 when any failed."""
+    failed = [r for r in results if not r.ok]
+    if report.progress == "json":
+        print(json.dumps({"event": "summary", "converted": len(results) - len(failed), "failed": len(failed),
+                          "results": [r.as_dict() for r in results]}))
+    elif not report.quiet:
+        for r in results:
+            print(f"{'ok    ' if r.ok else 'FAILED'} {r.src.name}" + (f": {r.error}" if r.error else f" -> {r.dst}"))
+        print(f"{len(results) - len(failed)} converted, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help: str,  # noqa: A002

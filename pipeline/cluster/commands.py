@@ -3,7 +3,6 @@
 plain ``convert`` prints it (one line per file, or JSON events with ``--progress json``)."""
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from pipeline.cluster.config import RayConfig
 from pipeline.cluster.driver import convert_on_ray
 from pipeline.convert import default_output, list_inputs
 from pipeline.errors import InputError, UsageError
-from pipeline.frontend import ReportOptions, model_tag
+from pipeline.frontend import ReportOptions, model_tag, report_folder
 from pipeline.options import ConvertOptions
 
 
@@ -68,12 +67,4 @@ def convert_command(inputs: Sequence[str], output: str | None, options: ConvertO
             print(f"wrote {result.dst} ({result.frames_out} frames, {result.frames_with_face} with a face, "
                   f"{c['total']} chunks: {c['rendered']} rendered, {c['reused']} reused)")
         return 0
-    failed = [r for r in results if not r.ok]
-    if report.progress == "json":
-        print(json.dumps({"event": "summary", "converted": len(results) - len(failed), "failed": len(failed),
-                          "results": [r.as_dict() for r in results]}))
-    elif not report.quiet:
-        for r in results:
-            print(f"{'ok    ' if r.ok else 'FAILED'} {r.src.name}" + (f": {r.error}" if r.error else f" -> {r.dst}"))
-        print(f"{len(results) - len(failed)} converted, {len(failed)} failed")
-    return 0 if not failed else 1
+    return report_folder(results, report)
