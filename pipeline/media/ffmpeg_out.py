@@ -34,12 +34,12 @@ import ffmpeg
 import numpy as np
 
 from pipeline.errors import OutputError, UsageError
-from pipeline.media.atomic import check_destination, commit, output_error, reserve_temp
+from pipeline.media.atomic import commit, output_error, reserve_temp
 from pipeline.media.codecs import CODECS, COLOR_RANGE_LIMITED, COLORSPACE_BT709
 from pipeline.media.media_info import VideoInfo, av_reason
 from pipeline.media.remux import Passthrough, close_quietly
 from pipeline.media.remux import mux as _mux
-from pipeline.media.timeline import Timeline
+from pipeline.media.writer import WriterBase
 
 log = logging.getLogger(__name__)
 
@@ -128,50 +128,20 @@ def probe_hardware(encoder: str, pix_fmt: str, options: dict[str, str]) -> str |
     return lines[0] if lines else f"ffmpeg exited with {proc.returncode}"
 
 
-class FFmpegWriter:
+class FFmpegWriter(WriterBase):
     """Encode frames to ``dst`` with a system ffmpeg; arguments, attributes and errors as
     :class:`pipeline.stages.video_out.VideoWriter` (``cfg`` is a ``VideoOutConfig``)."""
 
     def __init__(self, dst: str | os.PathLike, cfg: Any, like: VideoInfo,
                  audio_from: str | os.PathLike | None = None, size: tuple[int, int] | None = None,
                  *, start: float | None = None, end: float | None = None) -> None:
-        self.dst = check_destination(dst, cfg.overwrite)
-        self.cfg, self.like = cfg, like
-        self.audio_from = Path(audio_from) if audio_from is not None and cfg.keep_audio else None
-        self.notes: list[str] = []
-        self.size = size or (like.width, like.height)
-        w, h = self.size
-        if CODECS[cfg.codec].even_size:
-            w, h = w - w % 2, h - h % 2
-        self.frame_size = (w, h)
-        if self.frame_size != self.size:
-            log.warning("%s: %s cannot encode %dx%d in %s; cropping to %dx%d", self.dst, cfg.codec,
-                        *self.size, cfg.pixel_format, *self.frame_size)
-        self.time_base: Fraction = like.time_base
-        self._timeline = Timeline(like, start, end, label=self.dst)
+        super().__init__(dst, cfg, like, audio_from, size, start=start, end=end)
         self._pts: list[int] = []
-        self._tmp: Path | None = None
         self._video: Path | None = None
         self._log: Any = None
         self._proc: subprocess.Popen | None = None
         self._pipe: Any = None
         self._raw: Any = None
-        self._done = False
-        self.frames_written = 0
-
-    @property
-    def frames_dropped(self) -> int:
-        return self._timeline.dropped
-
-    def __enter__(self) -> FFmpegWriter:
-        self.open()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def open(self) -> None:
         """Reserve the hidden files and start ffmpeg."""

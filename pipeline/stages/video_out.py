@@ -44,7 +44,7 @@ from pipeline.media.image_out import write_image
 from pipeline.media.media_info import FALLBACK_FPS, VideoInfo, av_reason
 from pipeline.media.remux import Passthrough, close_quietly
 from pipeline.media.remux import mux as _mux  # every packet reaches the file through this name (tests replace it)
-from pipeline.media.timeline import Timeline
+from pipeline.media.writer import WriterBase
 from pipeline.records import Frame, OutFrame
 from pipeline.runtime.queues import POLL_S, drain, put_until
 
@@ -172,7 +172,7 @@ def fit_planes(yuv: tuple[np.ndarray, np.ndarray, np.ndarray],
     return y[:h, :w], u[:(h + 1) // 2, :(w + 1) // 2], v[:(h + 1) // 2, :(w + 1) // 2]
 
 
-class VideoWriter:
+class VideoWriter(WriterBase):
     """Encode frames to ``dst`` with the source's timing and audio; a context manager.
 
     Args:
@@ -194,45 +194,11 @@ class VideoWriter:
     def __init__(self, dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
                  audio_from: str | os.PathLike | None = None, size: tuple[int, int] | None = None,
                  *, start: float | None = None, end: float | None = None) -> None:
-        self.dst = check_destination(dst, cfg.overwrite)
-        self.cfg, self.like = cfg, like
-        self.audio_from = Path(audio_from) if audio_from is not None and cfg.keep_audio else None
-        self.notes: list[str] = []  # repairs of damaged audio/subtitles (see remux.Passthrough.notes)
-        self.size = size or (like.width, like.height)
-        w, h = self.size
-        fmt = av.VideoFormat(cfg.pixel_format)
-        if CODECS[cfg.codec].even_size and fmt.name != "gray":
-            w, h = w - w % 2, h - h % 2
-        self.frame_size = (w, h)  # what is encoded
-        if self.frame_size != self.size:
-            log.warning("%s: %s cannot encode %dx%d in %s; cropping to %dx%d", self.dst, cfg.codec,
-                        *self.size, cfg.pixel_format, *self.frame_size)
-        self.time_base: Fraction = like.time_base
-        self._timeline = Timeline(like, start, end, label=self.dst)
-        self._tmp: Path | None = None
+        super().__init__(dst, cfg, like, audio_from, size, start=start, end=end)
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._abort = threading.Event()
-        self._done = False
-        self.frames_written = 0
-
-    @property
-    def frames_dropped(self) -> int:
-        """Frames not written because they lie outside the trim window."""
-        return self._timeline.dropped
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> VideoWriter:
-        self.open()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def open(self) -> None:
         """Create the partial file, the streams and the encode thread."""
