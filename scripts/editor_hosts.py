@@ -13,6 +13,8 @@ A host that cannot be made leaves ``.hosts/<name>.unavailable`` with the reason,
 report when they skip; this script then still exits 0 so the rest of the test run goes on.
 With the VapourSynth host (a CUDA torch) it then runs ``scripts/build_kernels.py``: the CUDA
 extension built ahead of time, cached by a hash of its sources (about a minute the first time).
+Last, it makes sure a system ffmpeg is there for the ``--encoder ffmpeg`` tests (Debian's, with
+apt-get, when running as root).
 """
 from __future__ import annotations
 
@@ -98,7 +100,24 @@ def main(argv: list[str]) -> int:
             print(f"editor_hosts: {name}: ready ({HOSTS / name})")
     if "vapoursynth" in names:  # its CUDA torch builds the CUDA extension ahead of time (cached by key)
         subprocess.run([sys.executable, str(REPO / "scripts" / "build_kernels.py")], check=False)
+    if not argv:
+        print(f"editor_hosts: ffmpeg: {system_ffmpeg()}")
     return 0
+
+
+def system_ffmpeg() -> str:
+    """A system ffmpeg for the ``--encoder ffmpeg`` tests: Debian's, installed with apt when missing
+    and this runs as root; otherwise the tests skip, saying why."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return f"ready ({found})"
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return "not available (no ffmpeg on PATH, and no apt-get as root to install it)"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    ok = (subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet).returncode == 0
+          and subprocess.run(["apt-get", "install", "-y", "-qq", "ffmpeg"], check=False, **quiet).returncode == 0)
+    found = shutil.which("ffmpeg")
+    return f"installed ({found})" if ok and found else "not available (apt-get could not install ffmpeg)"
 
 
 if __name__ == "__main__":
