@@ -168,32 +168,17 @@ class FFmpegWriter(WriterBase):
 
     def write(self, pixels: np.ndarray, pts: int, time_base: Fraction | None = None) -> None:
         """One frame of ``size``: uint8 RGB [H, W, 3]; converted as the PyAV route converts."""
-        w, h = self.size
-        if pixels.shape != (h, w, 3) or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 pixels of shape {(h, w, 3)}, got {pixels.dtype} {pixels.shape}")
-        out_pts = self._timeline.place(pts, time_base)
-        if out_pts is None:
-            return
-        fw, fh = self.frame_size
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[:fh, :fw]), format="rgb24")
-        self._send(frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"), out_pts)
+        placed = self.rgb_frame(pixels, pts, time_base)
+        if placed is not None:
+            frame, out_pts = placed
+            self._send(frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"), out_pts)
 
     def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int,
                   time_base: Fraction | None = None) -> None:
         """One frame as BT.709 limited-range YUV 4:2:0 planes of ``frame_size``."""
-        w, h = self.frame_size
-        cw, ch = (w + 1) // 2, (h + 1) // 2
-        for name, plane, shape in (("y", y, (h, w)), ("u", u, (ch, cw)), ("v", v, (ch, cw))):
-            if plane.shape != shape or plane.dtype != np.uint8:
-                raise ValueError(f"expected uint8 {name} plane of shape {shape}, got {plane.dtype} {plane.shape}")
-        out_pts = self._timeline.place(pts, time_base)
-        if out_pts is None:
-            return
-        frame = av.VideoFrame(w, h, "yuv420p")
-        for dst_plane, src in zip(frame.planes, (y, u, v), strict=True):
-            rows = np.frombuffer(dst_plane, np.uint8).reshape(-1, dst_plane.line_size)
-            rows[: src.shape[0], : src.shape[1]] = src
-        self._send(frame, out_pts)
+        placed = self.yuv_frame(y, u, v, pts, time_base)
+        if placed is not None:
+            self._send(*placed)
 
     def _send(self, frame: av.VideoFrame, out_pts: int) -> None:
         if self._pipe is None:

@@ -9,8 +9,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
+
 from pipeline.media.atomic import check_destination
-from pipeline.media.codecs import CODECS
+from pipeline.media.codecs import CODECS, COLOR_RANGE_LIMITED, COLORSPACE_BT709
 from pipeline.media.media_info import VideoInfo
 from pipeline.media.timeline import Timeline
 
@@ -68,6 +71,46 @@ class WriterBase:
             self.close()
         else:
             self.abort()
+
+    def rgb_frame(self, pixels: np.ndarray, pts: int,
+                  time_base: Fraction | None = None) -> tuple[av.VideoFrame, int] | None:
+        """``pixels`` [H, W, 3] uint8 RGB of ``size`` as a frame of ``frame_size`` and its output pts;
+        None when the timeline drops it (outside the trim).
+
+        Raises:
+            ValueError: pixels of another shape or dtype.
+        """
+        w, h = self.size
+        if pixels.shape != (h, w, 3) or pixels.dtype != np.uint8:
+            raise ValueError(f"expected uint8 pixels of shape {(h, w, 3)}, got {pixels.dtype} {pixels.shape}")
+        out_pts = self._timeline.place(pts, time_base)
+        if out_pts is None:
+            return None
+        fw, fh = self.frame_size
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[:fh, :fw]), format="rgb24"), out_pts
+
+    def yuv_frame(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int,
+                  time_base: Fraction | None = None) -> tuple[av.VideoFrame, int] | None:
+        """BT.709 limited-range 4:2:0 planes (uint8 ``y`` [H, W], ``u``/``v`` [ceil(H/2), ceil(W/2)],
+        (W, H) = ``frame_size``) as a tagged yuv420p frame and its output pts; None when dropped.
+
+        Raises:
+            ValueError: a plane of another shape or dtype.
+        """
+        w, h = self.frame_size
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        for name, plane, shape in (("y", y, (h, w)), ("u", u, (ch, cw)), ("v", v, (ch, cw))):
+            if plane.shape != shape or plane.dtype != np.uint8:
+                raise ValueError(f"expected uint8 {name} plane of shape {shape}, got {plane.dtype} {plane.shape}")
+        out_pts = self._timeline.place(pts, time_base)
+        if out_pts is None:
+            return None
+        frame = av.VideoFrame(w, h, "yuv420p")
+        for dst_plane, src in zip(frame.planes, (y, u, v), strict=True):
+            rows = np.frombuffer(dst_plane, np.uint8).reshape(-1, dst_plane.line_size)
+            rows[: src.shape[0], : src.shape[1]] = src
+        frame.colorspace, frame.color_range = COLORSPACE_BT709, COLOR_RANGE_LIMITED
+        return frame, out_pts
 
     def open(self) -> None:
         raise NotImplementedError

@@ -261,34 +261,17 @@ class VideoWriter(WriterBase):
     def write(self, pixels: np.ndarray, pts: int, time_base: Fraction | None = None) -> None:
         """Queue one frame: ``pixels`` [H, W, 3] uint8 RGB of ``size``; ``pts`` in ``time_base``
         (default the source's). The pixels are copied before this returns."""
-        w, h = self.size
-        if pixels.shape != (h, w, 3) or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 pixels of shape {(h, w, 3)}, got {pixels.dtype} {pixels.shape}")
-        out_pts = self._timeline.place(pts, time_base)
-        if out_pts is None:
-            return
-        fw, fh = self.frame_size
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[:fh, :fw]), format="rgb24")
-        self._queue_frame(frame, out_pts)
+        placed = self.rgb_frame(pixels, pts, time_base)
+        if placed is not None:
+            self._queue_frame(*placed)
 
     def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int,
                   time_base: Fraction | None = None) -> None:
         """Queue one frame given as BT.709 limited-range YUV 4:2:0 planes (uint8):
         ``y`` [H, W], ``u``/``v`` [ceil(H/2), ceil(W/2)], with (W, H) = ``frame_size``."""
-        w, h = self.frame_size
-        cw, ch = (w + 1) // 2, (h + 1) // 2
-        for name, plane, shape in (("y", y, (h, w)), ("u", u, (ch, cw)), ("v", v, (ch, cw))):
-            if plane.shape != shape or plane.dtype != np.uint8:
-                raise ValueError(f"expected uint8 {name} plane of shape {shape}, got {plane.dtype} {plane.shape}")
-        out_pts = self._timeline.place(pts, time_base)
-        if out_pts is None:
-            return
-        frame = av.VideoFrame(w, h, "yuv420p")
-        for dst_plane, src in zip(frame.planes, (y, u, v), strict=True):
-            rows = np.frombuffer(dst_plane, np.uint8).reshape(-1, dst_plane.line_size)
-            rows[: src.shape[0], : src.shape[1]] = src
-        frame.colorspace, frame.color_range = COLORSPACE_BT709, COLOR_RANGE_LIMITED
-        self._queue_frame(frame, out_pts)
+        placed = self.yuv_frame(y, u, v, pts, time_base)
+        if placed is not None:
+            self._queue_frame(*placed)
 
     def _queue_frame(self, frame: av.VideoFrame, out_pts: int) -> None:
         if self._thread is None:

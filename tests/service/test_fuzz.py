@@ -10,7 +10,6 @@ runs the same cases every time; ``FACESTYLE_FUZZ_EXAMPLES`` raises the count for
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -29,6 +28,7 @@ from pipeline.daemon.journal import Job, Journal  # noqa: E402
 from pipeline.service.app import create_app  # noqa: E402
 from pipeline.service.config import PathPolicy, ServeConfig  # noqa: E402
 from pipeline.service.runner import JobRunner, ProgressBoard, _JobProgress  # noqa: E402
+from tests.service.asgi import request  # noqa: E402
 
 TOKEN = "fuzz-token-0123456789abcdef0123456789abcdef"
 SEED = 20240614
@@ -38,26 +38,8 @@ STATEFUL_STEPS = int(os.environ.get("FACESTYLE_FUZZ_STEPS", "10"))
 
 def call(app, method: str, path: str, body: bytes = b"", token: str | None = TOKEN) -> tuple[int, dict, dict]:
     """One request straight into the ASGI app: (status, headers, JSON body)."""
-    headers = [(b"content-type", b"application/json")]
-    if token is not None:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
-    path, _, query = path.partition("?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-             "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
-    sent: list[dict] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, json.loads(raw)
+    status, headers, raw = request(app, method, path, body, token)
+    return status, headers, json.loads(raw)
 
 
 def _stub_convert(runner: JobRunner, steps: int = 3, step_s: float = 0.005):

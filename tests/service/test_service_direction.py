@@ -2,7 +2,6 @@
 stored with the job), one outside is refused with 403 before anything reads it, a bad file with 422."""
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
@@ -13,29 +12,14 @@ from pipeline.daemon.journal import Journal
 from pipeline.service.app import create_app
 from pipeline.service.config import PathPolicy, ServeConfig
 from pipeline.service.runner import JobRunner, ProgressBoard
+from tests.service.asgi import request
 
 TOKEN = "direction-token-0123456789abcdef0123456789"
 
 
 def post(app, path: str, payload: dict) -> tuple[int, dict]:
     """One request straight into the ASGI app: (status, JSON body)."""
-    body = json.dumps(payload).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {TOKEN}".encode())],
-             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
-    sent: list[dict] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    status = next(m for m in sent if m["type"] == "http.response.start")["status"]
-    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    status, _, raw = request(app, "POST", path, json.dumps(payload).encode(), TOKEN)
     return status, json.loads(raw)
 
 

@@ -3,7 +3,6 @@ make_sheet), with the service's path and option checks: 403 outside its folders,
 options or models, 401 without the token."""
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 
@@ -21,31 +20,14 @@ from pipeline.service.app import create_app
 from pipeline.service.config import PathPolicy, ServeConfig
 from pipeline.service.runner import JobRunner, ProgressBoard
 from pipeline.tools.preview import make_sheet
+from tests.service.asgi import request
 
 TOKEN = "preview-token-0123456789abcdef0123456789ab"
 
 
 def post(app, path: str, payload: dict, token: str | None = TOKEN) -> tuple[int, dict, bytes]:
     """One request straight into the ASGI app: (status, headers, raw body)."""
-    headers = [(b"content-type", b"application/json")]
-    if token:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
-    sent: list[dict] = []
-    messages = [{"type": "http.request", "body": json.dumps(payload).encode(), "more_body": False}]
-
-    async def receive() -> dict:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, raw
+    return request(app, "POST", path, json.dumps(payload).encode(), token or None)
 
 
 @pytest.fixture
