@@ -51,23 +51,45 @@ class FaceCrop:
         track_id: stable per face over the clip.
         crop: where ``pixels`` came from (rescaled-frame window; see :mod:`pipeline.face.align`).
         landmarks: smoothed ``[68, 2]`` landmarks in frame coordinates.
-        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8).
-        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed.
+        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8); None when it is
+            to be cut on the model's device from the frame (the device route of
+            :meth:`pipeline.convert.ConvertConfig.crop_device`: the invert stage cuts it).
+        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed (or not cut yet).
+        align_later: the device route: this face's aligned face is needed but not cut yet (the codes
+            pass cuts it from the frame; ``aligned`` stays None).
     """
 
     track_id: int
     crop: CropParams
     landmarks: np.ndarray
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     aligned: np.ndarray | None = None
+    align_later: bool = False
+
+    @property
+    def wants_aligned(self) -> bool:
+        """Whether this face carries (or is to have cut) an aligned face."""
+        return self.aligned is not None or self.align_later
+
+    @property
+    def crop_shape(self) -> tuple[int, int]:
+        """``(crop_h, crop_w)`` of the ``x1`` crop, cut or not."""
+        return self.pixels.shape[:2] if self.pixels is not None else (self.crop.crop_h, self.crop.crop_w)
 
 
 @dataclass(eq=False)
 class Located:
-    """A frame and the faces found on it (empty: nothing to stylize, the frame passes through)."""
+    """A frame and the faces found on it (empty: nothing to stylize, the frame passes through).
+
+    ``on_device``: the frame's pixels uploaded to the model's device (uint8 ``[H, W, 3]``), kept by
+    the first stage that needs them there so later stages (the crops, the paste) do not upload the
+    frame again (see :func:`pipeline.runtime.batch.frame_on`); None until then. Read-only: a stage
+    that changes pixels works on a copy.
+    """
 
     frame: Frame
     faces: list[FaceCrop] = field(default_factory=list)
+    on_device: Tensor | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)

@@ -41,22 +41,45 @@ def crop_matrix(params: CropParams) -> np.ndarray:
                      [0.0, 1 / sy, 0.5 / sy - 0.5 - params.top]])
 
 
-def _warp(frame: torch.Tensor, matrices: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
-    """``frame`` [3, H, W] warped by each ``[2, 3]`` matrix (frame -> output) to ``size`` (h, w):
-    ``[N, 3, h, w]`` float32, border pixels repeated."""
-    src = frame.to(_DTYPE)[None].expand(len(matrices), -1, -1, -1)
-    m = torch.as_tensor(np.stack(matrices), dtype=_DTYPE, device=frame.device)
+def _region(frame: torch.Tensor, matrix: np.ndarray, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
+    """The part of ``frame`` ([3, H, W]) that warping by ``matrix`` to ``size`` reads (the output
+    grid's bounding box in the frame, one pixel of margin, clipped to the frame) as float32, and
+    ``matrix`` shifted to that part's origin."""
+    _, fh, fw = frame.shape
+    h, w = size
+    lin, shift = np.asarray(matrix, dtype=np.float64)[:, :2], np.asarray(matrix, dtype=np.float64)[:, 2]
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+    src = (corners - shift) @ np.linalg.inv(lin).T                                   # output -> frame
+    x0 = min(max(int(np.floor(src[:, 0].min())) - 1, 0), fw - 1)
+    y0 = min(max(int(np.floor(src[:, 1].min())) - 1, 0), fh - 1)
+    x1 = max(min(int(np.ceil(src[:, 0].max())) + 2, fw), x0 + 1)
+    y1 = max(min(int(np.ceil(src[:, 1].max())) + 2, fh), y0 + 1)
+    moved = np.hstack([lin, (shift + lin @ np.array([x0, y0], dtype=np.float64))[:, None]])
+    return frame[:, y0:y1, x0:x1].to(_DTYPE), moved
+
+
+def warp_many(frames: list[torch.Tensor], matrices: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    """``frames[i]`` ([3, H, W], uint8 or float 0-255; frames may differ) warped by ``matrices[i]``
+    (frame -> output) to ``size`` (h, w), bilinear, border pixels repeated, all in one kornia call:
+    ``[N, 3, h, w]`` float32 on the frames' device.
+
+    Only the region each warp reads is converted to float (a crop of a 1080p frame, not the frame),
+    padded to the largest region by repeating its edge (which is the frame's edge wherever a sample
+    can reach past it)."""
+    parts = [_region(f, m, size) for f, m in zip(frames, matrices, strict=True)]
+    rh, rw = max(p.shape[1] for p, _ in parts), max(p.shape[2] for p, _ in parts)
+    src = torch.cat([torch.nn.functional.pad(p[None], (0, rw - p.shape[2], 0, rh - p.shape[1]), mode="replicate")
+                     for p, _ in parts])
+    m = torch.as_tensor(np.stack([mm for _, mm in parts]), dtype=_DTYPE, device=src.device)
     return KT.warp_affine(src, m, size, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def cut_crops(frame: torch.Tensor, crops: list[CropParams]) -> list[torch.Tensor]:
     """The video crops of ``frame`` ([3, H, W]) as ``[3, crop_h, crop_w]`` float32 0-255, same device."""
-    out = []
-    for params in crops:  # crops differ in size: one warp each (a frame rarely has more than a few faces)
+    for params in crops:
         if frame.shape[1:] != (params.frame_h, params.frame_w):
             raise ValueError(f"frame is {tuple(frame.shape)}, crop is for {params.frame_h}x{params.frame_w}")
-        out.append(_warp(frame, [crop_matrix(params)], (params.crop_h, params.crop_w))[0])
-    return out
+    return [warp_many([frame], [crop_matrix(params)], (params.crop_h, params.crop_w))[0] for params in crops]
 
 
 def needs_host_align(quad: np.ndarray, frame_h: int, frame_w: int, size: int = 256) -> bool:
@@ -93,7 +116,7 @@ def align_faces(frame: torch.Tensor, quads: list[np.ndarray], size: int = 256) -
     todo = [i for i, q in enumerate(quads) if not needs_host_align(q, h, w, size)]
     out: list[torch.Tensor | None] = [None] * len(quads)
     if todo:
-        warped = _warp(frame, [align_matrix(quads[i], size) for i in todo], (size, size))
+        warped = warp_many([frame] * len(todo), [align_matrix(quads[i], size) for i in todo], (size, size))
         for j, i in enumerate(todo):
             out[i] = warped[j]
     return out
@@ -168,4 +191,4 @@ def to_hwc_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 __all__ = ["align_faces", "align_matrix", "crop_matrix", "cut_crops", "needs_host_align", "paste_faces",
-           "to_hwc_uint8"]
+           "to_hwc_uint8", "warp_many"]

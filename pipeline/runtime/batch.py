@@ -1,5 +1,7 @@
 """Grouping streamed records into batches by the number of faces they carry, and the tensor
-conversions at the model's edges (uint8 pixels <-> float images in [-1, 1])."""
+conversions at the model's edges (uint8 pixels <-> float images in [-1, 1]), including the model
+inputs cut on the device from the frame (:func:`face_images`, the device route of
+:meth:`pipeline.convert.ConvertConfig.crop_device`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -9,8 +11,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pipeline.face.align import align_quad, ffhq_quad
+from pipeline.face.warp import align_matrix, crop_matrix, needs_host_align, warp_many
+from pipeline.records import FaceCrop, Located
+
 T = TypeVar("T")
 U = TypeVar("U")
+ALIGNED_SIZE = 256  # the encoder's x2 side
 
 
 def batches(items: Iterable[T], size: int, count: Callable[[T], int], *, budget: int = 0,
@@ -53,8 +60,8 @@ def split_back(batch: Sequence[T], flat: Sequence[U], count: Callable[[T], int])
 
 
 def crop_pixels(faces: Iterable) -> int:
-    """Summed ``x1`` crop area of ``faces`` (anything with ``pixels`` ``[h, w, 3]``): a batch's weight."""
-    return sum(f.pixels.shape[0] * f.pixels.shape[1] for f in faces)
+    """Summed ``x1`` crop area of ``faces`` (:class:`~pipeline.records.FaceCrop`, cut or not): a batch's weight."""
+    return sum(int(np.prod(f.crop_shape)) for f in faces)
 
 
 def group_by_shape(arrays: Sequence[np.ndarray | Tensor]) -> dict[tuple[int, ...], list[int]]:
@@ -76,6 +83,62 @@ def to_images(pixels: Sequence[np.ndarray], device: torch.device, dtype: torch.d
     t = t.to(device, non_blocking=True)
     t = t.permute(0, 3, 1, 2).to(torch.float32)
     return ((t / 255.0 - 0.5) / 0.5).to(dtype)
+
+
+def frame_on(located: Located, device: torch.device) -> Tensor:
+    """``located``'s frame as uint8 ``[H, W, 3]`` on ``device``: uploaded once (from pinned memory,
+    asynchronously, on CUDA) and kept on the record (``located.on_device``) for the later stages.
+    Shared, not to be changed in place (on a CPU it is the frame's own memory)."""
+    t = located.on_device
+    if t is None or t.device != device:
+        t = torch.from_numpy(located.frame.pixels)
+        if device.type == "cuda":
+            t = t.pin_memory()
+        t = t.to(device, non_blocking=True)
+        located.on_device = t
+    return t
+
+
+def face_images(faces: Sequence[tuple[Located, FaceCrop]], kind: str, device: torch.device,
+                dtype: torch.dtype) -> Tensor:
+    """The model inputs of same-shaped faces, float ``[N, 3, h, w]`` in [-1, 1] on ``device``:
+    ``kind="crop"``: the ``x1`` crops; ``"aligned"``: the 256x256 aligned faces.
+
+    A face that carries host pixels (the host route, or records built by another runner) goes up as
+    in :func:`to_images` (so the host route is unchanged); the others are cut from their frame
+    (:func:`frame_on`) on the device in one batched warp (:func:`pipeline.face.warp.warp_many`), rounded
+    to whole levels as the host route's uint8 pixels are. An aligned face that only the host route
+    cuts exactly (:func:`pipeline.face.warp.needs_host_align`: shrunk or padded first) is aligned on the host.
+    """
+    if kind not in ("crop", "aligned"):
+        raise ValueError(f"kind must be 'crop' or 'aligned', got {kind!r}")
+    host = [face.pixels if kind == "crop" else face.aligned for _, face in faces]
+    todo, matrices = [], []
+    for i, (rec, face) in enumerate(faces):
+        if host[i] is not None:
+            continue
+        if kind == "crop":
+            matrices.append(crop_matrix(face.crop))
+        else:
+            quad = ffhq_quad(face.landmarks)
+            h, w = rec.frame.pixels.shape[:2]
+            if needs_host_align(quad, h, w, ALIGNED_SIZE):
+                host[i] = align_quad(rec.frame.pixels, quad, ALIGNED_SIZE)
+                continue
+            matrices.append(align_matrix(quad, ALIGNED_SIZE))
+        todo.append(i)
+    if not todo:
+        return to_images(host, device, dtype)
+    size = faces[todo[0]][1].crop_shape if kind == "crop" else (ALIGNED_SIZE, ALIGNED_SIZE)
+    cut = warp_many([frame_on(faces[i][0], device).permute(2, 0, 1) for i in todo], matrices, size)
+    cut = ((cut.round().clamp(0, 255) / 255.0 - 0.5) / 0.5).to(dtype)
+    if len(todo) == len(faces):
+        return cut
+    out = torch.empty((len(faces), *cut.shape[1:]), dtype=dtype, device=device)
+    out[todo] = cut
+    rest = [i for i in range(len(faces)) if i not in set(todo)]
+    out[rest] = to_images([host[i] for i in rest], device, dtype)
+    return out
 
 
 def to_pixel_tensor(img: Tensor) -> Tensor:

@@ -5,6 +5,11 @@ into :class:`Located` records. Each face seen on a frame becomes a :class:`FaceC
 ``x1`` crop (spec 9.1 geometry, following the face at a constant size) and, when the style-code
 mode needs one on this frame, the FFHQ-aligned ``x2`` face (spec 9.2). Frames where the face is
 lost carry no crops and flow through untouched.
+
+With ``cut=False`` (the device route, :meth:`pipeline.convert.ConvertConfig.crop_device`) nothing is
+cut here: each :class:`FaceCrop` carries the geometry only (crop box and landmarks; ``pixels`` None,
+``align_later`` where the aligned face is needed) and the invert stage cuts both on the model's
+device (:func:`pipeline.runtime.batch.face_images`), so this thread only detects and tracks.
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ class FaceConfig:
 
 
 def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_size: tuple[int, int],
-           fps: float, aligned_every: int = 1) -> Iterator[Located]:
+           fps: float, aligned_every: int = 1, *, cut: bool = True) -> Iterator[Located]:
     """Detect, track and crop.
 
     Args:
@@ -56,6 +61,8 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
         aligned_every: cut the aligned ``x2`` face on a track's first frame and on every frame whose
             index is a multiple of this (1: every frame, for per-frame style codes); 0: on a track's
             first frame only (the official first-frame behaviour).
+        cut: cut the crops and aligned faces here, on the host (OpenCV, Pillow); False: leave them to
+            the invert stage (see the module docstring).
     """
     width, height = frame_size
     tracker = FaceTracker(height, width, TrackerConfig(mode=cfg.faces, padding=cfg.padding, fps=fps or FALLBACK_FPS))
@@ -66,10 +73,12 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
         for track in tracker.update(faces, frame.time):
             if track.lost:
                 continue
+            wanted = track.track_id not in seen or bool(aligned_every and frame.index % aligned_every == 0)
+            seen.add(track.track_id)
+            if not cut:
+                crops.append(FaceCrop(track.track_id, track.crop, track.landmarks, None, align_later=wanted))
+                continue
             pixels = apply_crop(frame.pixels, track.crop)
-            aligned = None
-            if track.track_id not in seen or (aligned_every and frame.index % aligned_every == 0):
-                aligned = align_face(frame.pixels, track.landmarks)
-                seen.add(track.track_id)
+            aligned = align_face(frame.pixels, track.landmarks) if wanted else None
             crops.append(FaceCrop(track.track_id, track.crop, track.landmarks, pixels, aligned))
         yield Located(frame, crops)

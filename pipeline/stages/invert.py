@@ -30,7 +30,7 @@ from torch import Tensor
 
 from pipeline.model import Latents, StyleGANEX
 from pipeline.records import Coded, Inverted, Located
-from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, split_back, to_images
+from pipeline.runtime.batch import batches, crop_pixels, face_images, split_back
 
 STYLE_CODES = ("first-frame", "per-frame", "smoothed")
 
@@ -80,12 +80,13 @@ def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig, *,
     latest: dict[int, Tensor] = {}          # track -> its codes as of the face being handed on
     with torch.inference_mode():
         for batch in batches(items, cfg.batch_size, lambda r: len(r.faces)):
-            faces = [f for rec in batch for f in rec.faces]
-            fresh = [i for i, f in enumerate(faces) if f.aligned is not None
+            pairs = [(rec, f) for rec in batch for f in rec.faces]
+            faces = [f for _, f in pairs]
+            fresh = [i for i, f in enumerate(faces) if f.wants_aligned
                      and (cfg.style_code != "first-frame" or f.track_id not in latest)]
             found: dict[int, Tensor] = {}
             if fresh:
-                w = model.codes(to_images([faces[i].aligned for i in fresh], device, dtype))
+                w = model.codes(face_images([pairs[i] for i in fresh], "aligned", device, dtype))
                 found = {i: w[j:j + 1] for j, i in enumerate(fresh)}
             held = []
             for i, face in enumerate(faces):      # in frame order: a face holds its track's last codes
@@ -97,16 +98,23 @@ def codes(items: Iterable[Located], model: StyleGANEX, cfg: InvertConfig, *,
 
 
 def features(items: Iterable[Coded], model: StyleGANEX, cfg: InvertConfig) -> Iterator[Inverted]:
-    """First-layer and skip features of every face's ``x1`` crop, batched per crop size."""
+    """First-layer and skip features of every face's ``x1`` crop, batched per crop size.
+
+    Crops not cut yet (the device route) are cut here from the frame on the model's device, all the
+    batch's crops of one size in one warp (:func:`pipeline.runtime.batch.face_images`); so are the
+    aligned faces of the codes pass."""
     device, dtype = model.latent_avg.device, model.latent_avg.dtype
     with torch.inference_mode():
         for batch in batches(items, cfg.batch_size, lambda r: len(r.located.faces), budget=cfg.batch_pixels,
                              weight=lambda r: crop_pixels(r.located.faces)):
-            faces = [f for rec in batch for f in rec.located.faces]
+            pairs = [(rec.located, f) for rec in batch for f in rec.located.faces]
             w_plus = [w for rec in batch for w in rec.codes]
-            latents: list[Latents | None] = [None] * len(faces)
-            for _, idx in group_by_shape([f.pixels for f in faces]).items():
-                x1 = to_images([faces[i].pixels for i in idx], device, dtype)
+            latents: list[Latents | None] = [None] * len(pairs)
+            shapes: dict[tuple[int, int], list[int]] = {}
+            for i, (_, f) in enumerate(pairs):
+                shapes.setdefault(f.crop_shape, []).append(i)
+            for idx in shapes.values():
+                x1 = face_images([pairs[i] for i in idx], "crop", device, dtype)
                 lat = model.invert(x1, w_plus=torch.cat([w_plus[i].to(device, dtype) for i in idx]))
                 for j, i in enumerate(idx):
                     latents[i] = lat[j]

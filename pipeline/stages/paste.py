@@ -11,6 +11,8 @@
 decides: on CUDA for 4:2:0 output) does the paste where the stylized crops are, with PyTorch: the
 frame goes up once, the crops never come down, the blend and the RGB -> YUV 4:2:0 conversion run
 there, and only the planes come back (1.5 bytes per pixel), so the CPU is left with entropy coding.
+When the crops were cut on the device too (:meth:`pipeline.convert.ConvertConfig.crop_device`), the
+frame the invert stage uploaded is reused (a copy on the device, not a second upload).
 Every frame, with a face or without, takes that path, so the whole clip has one colour conversion.
 Same geometry and blend formula as the NumPy path; the resampling is OpenCV's area average
 (shrinking) and bilinear (enlarging) done with tensors (:mod:`pipeline.face.warp`, kornia), within
@@ -29,7 +31,8 @@ import torch
 
 from pipeline.face.align import CropParams, crop_window
 from pipeline.media.yuv import rgb_to_yuv420
-from pipeline.records import Frame, Generated, OutFrame
+from pipeline.records import Generated, Located, OutFrame
+from pipeline.runtime.batch import frame_on
 
 log = logging.getLogger(__name__)
 MODES = ("full", "crop")
@@ -99,12 +102,12 @@ def paste_face_tensor(pixels: torch.Tensor, stylized: torch.Tensor, crop: CropPa
     paste_faces(pixels, [stylized.permute(2, 0, 1)], [crop], feather)
 
 
-def _paste_on_device(frame: Frame, faces: list, images: list, cfg: PasteConfig, device: torch.device) -> OutFrame:
-    """One output frame as YUV planes, pasted and converted on ``device``."""
-    pixels = torch.from_numpy(frame.pixels)
-    if device.type == "cuda":
-        pixels = pixels.pin_memory()
-    pixels = pixels.to(device, non_blocking=True)
+def _paste_on_device(located: Located, images: list, cfg: PasteConfig, device: torch.device) -> OutFrame:
+    """One output frame as YUV planes, pasted and converted on ``device``. The frame is the one the
+    invert stage already uploaded to cut the crops when it did (:func:`frame_on`), copied there."""
+    frame, faces = located.frame, located.faces
+    pixels = frame_on(located, device).clone()
+    located.on_device = None                         # the record's last use of it: let it go with the copy
     for face, image in zip(faces, images, strict=True):
         image = image if isinstance(image, torch.Tensor) else torch.from_numpy(image)
         paste_face_tensor(pixels, image, face.crop, cfg.feather)
@@ -126,7 +129,7 @@ def paste(items: Iterable[Generated], cfg: PasteConfig, device: torch.device | N
         with torch.inference_mode():
             for rec in items:
                 located = rec.inverted.located
-                yield _paste_on_device(located.frame, located.faces, rec.images, cfg, device)
+                yield _paste_on_device(located, rec.images, cfg, device)
         return
     last_crop: CropParams | None = None
     out_size: tuple[int, int] | None = None
