@@ -278,3 +278,53 @@ def test_all_faces_are_stylized(tmp_path, model):
     changed = {m: np.abs(o - original).sum(axis=2) > 0 for m, o in outs.items()}
     assert changed["all"][:, :80].any() and changed["all"][:, 80:].any()       # both faces
     assert changed["largest"][:, :80].any() != changed["largest"][:, 80:].any()  # exactly one
+
+
+@pytest.mark.parametrize("style_code", ["first-frame", "smoothed"])
+def test_cutting_on_the_device_gives_the_same_video(tmp_path, model, monkeypatch, style_code):
+    """crop_on="device" (the CUDA route: face finding cuts nothing, invert cuts the crops and aligned
+    faces from the uploaded frame with kornia), run on the CPU: same frames and timestamps as the
+    host route, pictures within one level; the host cutters are not called."""
+    from pipeline.face import warp
+    from pipeline.stages import detect_crop
+    from pipeline.stages.invert import InvertConfig
+
+    pts = [0, 1, 3, 4, 6]
+    src = make_clip(tmp_path / "in.mkv", size=(160, 128), pts=pts, time_base=Fraction(1, 10), fps=10,
+                    codec="ffv1", pix_fmt="bgr0")
+    out, warps = {}, []
+    real = warp.warp_many
+
+    def counted(*args):
+        warps.append(len(args[0]))
+        return real(*args)
+
+    for route in ("host", "device"):
+        cfg = ConvertConfig(face=FaceConfig(padding=48), invert=InvertConfig(style_code=style_code, batch_size=2),
+                            video_out=LOSSLESS, crop_on=route)
+        if route == "device":
+            for name in ("apply_crop", "align_face"):
+                monkeypatch.setattr(detect_crop, name, lambda *a: pytest.fail("cut on the host"))
+            monkeypatch.setattr("pipeline.runtime.batch.warp_many", counted)
+        det = FixedFaceDetector(synthetic_face(80, 56, 24), on={0, 1, 3, 4})          # lost on frame 2
+        result = convert_file(src, tmp_path / f"{route}.mkv", model, det, cfg)
+        assert result.frames_out == len(pts) and result.frames_with_face == 4
+        out[route] = decode(tmp_path / f"{route}.mkv")
+    # crops: batches of 2 faces (frames 0+1, 3+4); aligned faces: the first only, or every face
+    assert warps == ([1, 2, 2] if style_code == "first-frame" else [2, 2, 2, 2])
+    (host, tb_h), (dev, tb_d) = out["host"], out["device"]
+    assert [p * tb_d for p, _ in dev] == [p * tb_h for p, _ in host] == [Fraction(p, 10) for p in pts]
+    src_frames, _ = decode(src)
+    for i, ((_, a), (_, b), (_, s)) in enumerate(zip(host, dev, src_frames, strict=True)):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, i
+        assert np.array_equal(a, s) == (i == 2)                      # stylized, but for the face-less frame
+
+
+def test_crop_device_cuts_on_cuda_and_on_the_host_on_a_cpu():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert ConvertConfig().crop_device(cuda) == cuda
+    assert ConvertConfig().crop_device(cpu) is None                  # OpenCV measured faster on a CPU
+    assert ConvertConfig(crop_on="device").crop_device(cpu) == cpu
+    assert ConvertConfig(crop_on="host").crop_device(cuda) is None
+    with pytest.raises(ValueError, match="crop_on"):
+        ConvertConfig(crop_on="gpu")

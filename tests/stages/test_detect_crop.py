@@ -70,3 +70,18 @@ def test_config_checks():
         FaceConfig(faces="some")
     with pytest.raises(ValueError):
         FaceConfig(detect_every=0)
+
+
+def test_without_cutting_the_faces_carry_the_same_geometry_only():
+    """cut=False (the device route): same tracks, crop boxes and landmarks, no pixels, and
+    ``align_later`` exactly where the host route cuts an aligned face."""
+    det = FixedFaceDetector(synthetic_face(160, 100, 64.0))
+    host = list(locate(frames(5), det, FaceConfig(padding=32), (W, H), 10, aligned_every=3))
+    geometry = list(locate(frames(5), det, FaceConfig(padding=32), (W, H), 10, aligned_every=3, cut=False))
+    for a, b in zip(host, geometry, strict=True):
+        (fa,), (fb,) = a.faces, b.faces
+        assert b.frame is not None and (fb.track_id, fb.crop) == (fa.track_id, fa.crop)
+        np.testing.assert_array_equal(fb.landmarks, fa.landmarks)
+        assert fb.pixels is None and fb.aligned is None and fb.crop_shape == fa.pixels.shape[:2]
+        assert fb.align_later == (fa.aligned is not None) == fb.wants_aligned
+    assert [r.faces[0].align_later for r in geometry] == [True, False, False, True, False]

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.face.align import CropParams
+from pipeline.face.align import CropParams, align_face, apply_crop, crop_params, ffhq_quad
+from pipeline.face.warp import needs_host_align
 from pipeline.records import FaceCrop, Frame, Located
-from pipeline.runtime.batch import to_images
+from pipeline.runtime.batch import face_images, to_images
 from pipeline.stages.invert import InvertConfig, codes, features, invert
+from pipeline.tools.synthetic import face_landmarks
 
 CPU = torch.device("cpu")
 
@@ -86,3 +88,68 @@ def test_config_checks():
     for bad in ({"style_code": "sometimes"}, {"batch_size": 0}, {"batch_pixels": -1}, {"code_every": 0}):
         with pytest.raises(ValueError):
             InvertConfig(**bad)
+
+
+# ---- the device route: faces that carry geometry only, cut here from the frame (runtime.batch.face_images)
+
+def _deferred(frame_index: int = 0):
+    """A noisy 240x320 frame with three faces as the device route hands them on (no pixels): one
+    upright, one turned, one at the top edge (its aligned face needs the host route's padding)."""
+    rng = np.random.default_rng(frame_index)
+    pixels = rng.integers(0, 256, (240, 320, 3), np.uint8)
+    faces = []
+    for t, (centre, eyes, angle) in enumerate((((160, 110), 40, 0), ((100, 120), 30, 25), ((250, 20), 36, 0))):
+        lm = face_landmarks(centre, eyes, angle_deg=angle)
+        faces.append(FaceCrop(t, crop_params(lm, 240, 320, padding=48), lm, None, align_later=True))
+    return Located(Frame(frame_index, frame_index, frame_index / 10, pixels), faces)
+
+
+def _levels(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] model inputs back to 0-255 levels, [N, h, w, 3]."""
+    return np.rint(((x.float() * 0.5 + 0.5) * 255).numpy()).astype(int).transpose(0, 2, 3, 1)
+
+
+def test_aligned_faces_cut_on_the_device_match_the_official_alignment():
+    rec = _deferred()
+    host_only = [needs_host_align(ffhq_quad(f.landmarks), 240, 320) for f in rec.faces]
+    assert host_only == [False, False, True]
+    got = _levels(face_images([(rec, f) for f in rec.faces], "aligned", CPU, torch.float32))
+    for g, f, on_host in zip(got, rec.faces, host_only, strict=True):
+        want = align_face(rec.frame.pixels, f.landmarks).astype(int)
+        diff = np.abs(g - want)
+        assert diff.max() <= 1 and (diff.max() == 0) == on_host   # warped within a level; the edge face exact
+    assert rec.on_device is not None and rec.on_device.data_ptr() == torch.from_numpy(rec.frame.pixels).data_ptr()
+
+
+def test_crops_cut_on_the_device_match_opencv_and_keep_host_faces_in_place():
+    a, b = _deferred(1), _deferred(2)
+    fa, fb = a.faces[0], b.faces[0]
+    assert fa.crop_shape == fb.crop_shape
+    host_b = FaceCrop(fb.track_id, fb.crop, fb.landmarks, apply_crop(b.frame.pixels, fb.crop))
+    mixed = [(a, fa), (b, host_b), (b, fb)]                          # a host crop between two to cut
+    got = face_images(mixed, "crop", CPU, torch.float32)
+    want = [apply_crop(a.frame.pixels, fa.crop), host_b.pixels, host_b.pixels]
+    assert torch.equal(got[1:2], to_images([host_b.pixels], CPU, torch.float32))      # carried pixels: as before
+    for g, w in zip(_levels(got), want, strict=True):
+        assert np.abs(g - w.astype(int)).max() <= 1
+
+
+def test_device_route_codes_and_features_match_the_host_route(tiny_model):
+    """codes() and features() on faces without pixels: the same latents as on the host route's cut
+    faces, within what one level of input gives; one upload per frame, shared by both passes."""
+    recs = [_deferred(i) for i in range(2)]
+    hosts = [Located(r.frame, [FaceCrop(f.track_id, f.crop, f.landmarks, apply_crop(r.frame.pixels, f.crop),
+                                        align_face(r.frame.pixels, f.landmarks)) for f in r.faces]) for r in recs]
+    cfg = InvertConfig(style_code="per-frame", batch_size=3)
+    uploads = []
+    real_from_numpy = torch.from_numpy
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "from_numpy", lambda a: uploads.append(a.shape) or real_from_numpy(a))
+        dev = list(invert(recs, tiny_model, cfg))
+    assert uploads.count((240, 320, 3)) == 2                          # each frame once, for both passes
+    host = list(invert(hosts, tiny_model, cfg))
+    for d, h in zip(dev, host, strict=True):
+        assert d.located is not None and len(d.latents) == 3
+        for ld, lh in zip(d.latents, h.latents, strict=True):
+            for x, y in ((ld.w_plus, lh.w_plus), (ld.feature, lh.feature)):
+                assert x.shape == y.shape and (x - y).abs().max() < 0.05 * y.abs().max()

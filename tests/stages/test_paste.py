@@ -113,3 +113,21 @@ def test_on_device_route_gives_yuv_planes_of_the_same_picture():
         for got, ref in zip(d.yuv, want, strict=True):
             assert got.shape == ref.shape and np.abs(got.astype(int) - ref.astype(int)).max() <= 1
     assert dev[0].size == (60, 40)
+
+
+def test_on_device_route_reuses_the_uploaded_frame_and_leaves_it_as_it_was():
+    """A frame the invert stage already uploaded (to cut the crops there) is not uploaded again: the
+    paste works on a copy of it, and neither it nor the source frame changes."""
+    rec = record(2, True)
+    located = rec.inverted.located
+    uploaded = torch.full((40, 60, 3), 20, dtype=torch.uint8)          # a distinct tensor: the "device" copy
+    located.on_device = uploaded
+    located.frame.pixels[:] = 99                                        # so a re-upload would show
+    (out,) = paste([rec], PasteConfig(feather=0.25), device=torch.device("cpu"))
+    expected = np.full((40, 60, 3), 20, np.uint8)
+    paste_face(expected, np.full((64, 96, 3), 200, np.uint8), CROP, 0.25)
+    want = [p.numpy() for p in rgb_to_yuv420(torch.from_numpy(expected))]
+    for got, ref in zip(out.yuv, want, strict=True):
+        assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    assert torch.all(uploaded == 20) and np.all(located.frame.pixels == 99)
+    assert located.on_device is None                                    # released after its last use
