@@ -68,8 +68,10 @@ def warp_many(frames: list[torch.Tensor], matrices: list[np.ndarray], size: tupl
     can reach past it)."""
     parts = [_region(f, m, size) for f, m in zip(frames, matrices, strict=True)]
     rh, rw = max(p.shape[1] for p, _ in parts), max(p.shape[2] for p, _ in parts)
-    src = torch.cat([torch.nn.functional.pad(p[None], (0, rw - p.shape[2], 0, rh - p.shape[1]), mode="replicate")
-                     for p, _ in parts])
+    same = [p if p.shape[1:] == (rh, rw) else
+            torch.nn.functional.pad(p[None], (0, rw - p.shape[2], 0, rh - p.shape[1]), mode="replicate")[0]
+            for p, _ in parts]
+    src = same[0][None] if len(same) == 1 else torch.stack(same)
     m = torch.as_tensor(np.stack([mm for _, mm in parts]), dtype=_DTYPE, device=src.device)
     return KT.warp_affine(src, m, size, mode="bilinear", padding_mode="border", align_corners=True)
 

@@ -131,7 +131,7 @@ def face_images(faces: Sequence[tuple[Located, FaceCrop]], kind: str, device: to
         return to_images(host, device, dtype)
     size = faces[todo[0]][1].crop_shape if kind == "crop" else (ALIGNED_SIZE, ALIGNED_SIZE)
     cut = warp_many([frame_on(faces[i][0], device).permute(2, 0, 1) for i in todo], matrices, size)
-    cut = ((cut.round().clamp(0, 255) / 255.0 - 0.5) / 0.5).to(dtype)
+    cut = cut.round_().clamp_(0, 255).div_(255.0).sub_(0.5).div_(0.5).to(dtype)   # as to_images
     if len(todo) == len(faces):
         return cut
     out = torch.empty((len(faces), *cut.shape[1:]), dtype=dtype, device=device)
