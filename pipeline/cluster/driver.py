@@ -9,11 +9,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_LOST = 5              # a task whose worker was lost this many times fails
 NO_WORKER_TIMEOUT_S = 300.0
+READY_TIMEOUT_S = 60.0    # loaded workers must answer within this before a job reuses them
+STOP_TIMEOUT_S = 30.0     # a stopped job's tasks must have ended within this
 
 
 def convert_on_ray(pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, rcfg: RayConfig,
@@ -40,7 +45,8 @@ def convert_on_ray(pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, 
     """Convert each ``(source, output)`` pair on the Ray cluster; one result per pair, in order.
 
     The driver plans and stitches (it loads no model); each worker opens the model named by
-    ``options`` (resolved here to a checkpoint path on shared storage) on its own device.
+    ``options`` (resolved here to a checkpoint path on shared storage) on its own device. A
+    process that converts job after job keeps a :class:`RaySession` open instead.
 
     A file that fails has ``error`` set (and ``exception``, the original error); nothing is raised
     for it. ``progress`` gets one bar over all files; its ``done`` event carries the chunks report.
@@ -49,40 +55,178 @@ def convert_on_ray(pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, 
         UsageError: Ray is not installed, or no cluster at the address.
         InputError: a node does not see the same files (shared storage).
     """
-    progress = progress or NullProgress()
-    checkpoint = resolve_model(options.require_model(), progress=False)
-    options = replace(options, model=str(checkpoint))
-    cfg = options.to_config(torch.device("cpu"), Precision())        # the driver's passes need no device
-    chosen = sorted((k, v) for k, v in options.as_dict().items() if k != "overwrite")
-    model_id = (file_identity(checkpoint), repr(chosen))          # what the chunks depend on
-    jobs: list[Job] = []
-    for src, dst in pairs:
-        try:
-            jobs.append(make_job(Path(src), Path(dst), cfg, rcfg, model_id))
-        except FacestyleError as err:
-            job = Job(Path(src), Path(dst), cfg)
-            job.fail(err)
-            jobs.append(job)
-    conn = connect(rcfg)
-    actors: list = []
-    try:
-        live = [j for j in jobs if not j.finished]
-        if live:
-            work = [j.folder.path for j in live if isinstance(j, ClipJob)]
-            probe_dir = work[0] if work else live[0].dst.parent
-            probe_storage(conn, probe_dir, [checkpoint] + [j.src for j in live])
-            actors = start_workers(conn, rcfg, options)
-            total = sum((j.expected_frames() or 0) if isinstance(j, ClipJob) else 1 for j in live)
-            progress.start(name or (live[0].src.name if len(live) == 1 else f"{len(live)} files"), total or None)
-            Scheduler(conn, actors, rcfg).run(live, progress.update)
-    finally:
-        for actor in actors:            # now, not when the last handle goes (an error's traceback may hold one)
-            conn.ray.kill(actor)
-        conn.close()
-    results = [j.result for j in jobs]
-    summary = _summary(results)
-    progress.finish(**summary)
-    return results
+    with RaySession(rcfg) as session:
+        return session.convert(pairs, options, progress, name)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The options of a run as the workers get them (the model resolved to a checkpoint path), the
+    driver's configuration, and what the chunks and the loaded workers depend on."""
+
+    options: ConvertOptions
+    cfg: Any                     # ConvertConfig
+    checkpoint: Path
+    model_id: tuple              # what a chunk's result depends on (its receipts name it)
+    workers_key: str             # what a worker's loaded state depends on
+
+    @classmethod
+    def of(cls, options: ConvertOptions) -> _Prepared:
+        checkpoint = resolve_model(options.require_model(), progress=False)
+        options = replace(options, model=str(checkpoint))
+        cfg = options.to_config(torch.device("cpu"), Precision())    # the driver's passes need no device
+        chosen = sorted((k, v) for k, v in options.as_dict().items() if k != "overwrite")
+        model_id = (file_identity(checkpoint), repr(chosen))
+        return cls(options, cfg, checkpoint, model_id, repr((model_id, options.overwrite)))
+
+    def jobs(self, pairs: Sequence[tuple[Path, Path]], rcfg: RayConfig) -> list[Job]:
+        jobs: list[Job] = []
+        for src, dst in pairs:
+            try:
+                jobs.append(make_job(Path(src), Path(dst), self.cfg, rcfg, self.model_id))
+            except FacestyleError as err:
+                job = Job(Path(src), Path(dst), self.cfg)
+                job.fail(err)
+                jobs.append(job)
+        return jobs
+
+
+@dataclass
+class _Workers:
+    """Workers started for one model and set of options, on the nodes alive then."""
+
+    key: str
+    actors: list
+    nodes: frozenset
+
+
+class RaySession:
+    """One connection to a Ray cluster for a process that converts job after job (``facestyle watch``
+    and ``serve`` with ``--ray``): Ray is joined (or, for ``local``, started) once; the workers keep
+    their model loaded from one job to the next while the model and the options stay the same (and
+    no node joined or left); :meth:`close` stops the workers, and Ray when this session started it.
+
+        with RaySession(RayConfig("local")) as session:
+            [result] = session.convert([(src, dst)], options, progress)
+
+    Jobs run one at a time (each is spread over all the workers); calls from several threads wait
+    for each other.
+    """
+
+    def __init__(self, rcfg: RayConfig) -> None:
+        self.rcfg = rcfg
+        self.conn: Connection | None = None
+        self.workers: _Workers | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> RaySession:
+        """Connect. Raises UsageError: Ray is not installed, or no cluster at the address."""
+        if self.conn is None:
+            self.conn = connect(self.rcfg)
+        return self
+
+    def __enter__(self) -> RaySession:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers, and Ray if this session started it."""
+        with self._lock:
+            self._stop_workers()
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+    def convert(self, pairs: Sequence[tuple[Path, Path]], options: ConvertOptions, progress: Progress | None = None,
+                name: str | None = None, *, check: Callable[[], None] | None = None) -> list[RayResult]:
+        """Convert ``(source, output)`` pairs as :func:`convert_on_ray` does, on this session's workers.
+
+        Args:
+            check: called about once a second while the job runs; an exception it raises (or one
+                raised by ``progress.update``) stops the job: its running tasks are cancelled, the
+                workers that ran them stopped (they are started afresh for the next job), nothing
+                is written under an output name, and the exception is raised. The work folders
+                are kept, so the same job run again renders only the missing chunks
+                (:meth:`discard` removes them).
+
+        Raises:
+            UsageError: no node can run a worker. InputError: shared storage (see
+            :func:`convert_on_ray`), or no worker left.
+        """
+        progress = progress or NullProgress()
+        with self._lock:
+            if self.conn is None:
+                raise RuntimeError("RaySession.convert needs open() first")
+            prepared = _Prepared.of(options)
+            jobs = prepared.jobs(pairs, self.rcfg)
+            live = [j for j in jobs if not j.finished]
+            if live:
+                work = [j.folder.path for j in live if isinstance(j, ClipJob)]
+                probe_dir = work[0] if work else live[0].dst.parent
+                probe_storage(self.conn, probe_dir, [prepared.checkpoint] + [j.src for j in live])
+                actors = self._workers_for(prepared)
+                total = sum((j.expected_frames() or 0) if isinstance(j, ClipJob) else 1 for j in live)
+                progress.start(name or (live[0].src.name if len(live) == 1 else f"{len(live)} files"), total or None)
+                scheduler = Scheduler(self.conn, actors, self.rcfg)
+                try:
+                    scheduler.run(live, progress.update, check)
+                except BaseException:
+                    self._stop_workers(running=list(scheduler.busy))
+                    raise
+        results = [j.result for j in jobs]
+        progress.finish(**_summary(results))
+        return results
+
+    def discard(self, pairs: Sequence[tuple[Path, Path]], options: ConvertOptions) -> None:
+        """Remove the work folders that :meth:`convert` of the same pairs and options left (a
+        cancelled job: its chunks are of no further use)."""
+        prepared = _Prepared.of(options)
+        for job in prepared.jobs(pairs, self.rcfg):
+            if not isinstance(job, ClipJob):
+                continue
+            shutil.rmtree(job.folder.path, ignore_errors=True)
+            if self.rcfg.work_dir is None:
+                with contextlib.suppress(OSError):
+                    job.folder.path.parent.rmdir()     # the default hidden folder, when now empty
+            log.info("%s: removed the work folder %s", job.src.name, job.folder.path)
+
+    def _workers_for(self, prepared: _Prepared) -> list:
+        """The workers for this model and these options: the loaded ones when they fit and answer,
+        else a fresh set (the old one stopped first: it holds the GPUs)."""
+        ray = self.conn.ray
+        nodes = _alive_nodes(ray)
+        held = self.workers
+        if held is not None and held.key == prepared.workers_key and held.nodes == nodes:
+            try:
+                ray.get([a.ready.remote() for a in held.actors], timeout=READY_TIMEOUT_S)
+                log.info("reusing %d workers with the model loaded", len(held.actors))
+                return held.actors
+            except (ray.exceptions.RayError, TimeoutError) as err:
+                log.info("a worker does not answer (%s); starting them afresh", str(err).splitlines()[0])
+        self._stop_workers()
+        actors = start_workers(self.conn, self.rcfg, prepared.options)
+        self.workers = _Workers(prepared.workers_key, actors, nodes)
+        return actors
+
+    def _stop_workers(self, running: Sequence[Any] = ()) -> None:
+        """Kill the workers now (not when the last handle goes: an error's traceback may hold one)
+        and wait until the tasks in ``running`` have ended, so none still writes into a work folder."""
+        held, self.workers = self.workers, None
+        if held is None or self.conn is None:
+            return
+        ray = self.conn.ray
+        for actor in held.actors:
+            ray.kill(actor)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=STOP_TIMEOUT_S)
+
+
+def _alive_nodes(ray: Any) -> frozenset:
+    """The live nodes and their resources (a change means the workers should be placed again)."""
+    return frozenset((n["NodeID"], float(n.get("Resources", {}).get("GPU", 0)),
+                      float(n.get("Resources", {}).get("CPU", 0))) for n in ray.nodes() if n.get("Alive"))
 
 
 def _summary(results: Sequence[RayResult]) -> dict:
@@ -105,11 +249,15 @@ class Scheduler:
         self.rcfg = rcfg
         self.starved_since: float | None = None
 
-    def run(self, jobs: list[Job], progress: Any) -> None:
+    def run(self, jobs: list[Job], progress: Any, check: Callable[[], None] | None = None) -> None:
+        """Run ``jobs`` to the end; ``check()`` is called between waits (about once a second) and
+        what it raises stops the run (the running tasks are cancelled)."""
         for job in jobs:
             self._guard(job, lambda job=job: job.start(progress))
         try:
             while not all(j.finished for j in jobs):
+                if check is not None:
+                    check()
                 for job in jobs:
                     self.queue.extend(job.take())
                 self._dispatch()
@@ -123,8 +271,11 @@ class Scheduler:
                 for ref in done:
                     self._collect(ref)
         except BaseException:
-            for ref in list(self.busy):
-                self.ray.cancel(ref, force=True)
+            for ref in list(self.busy):      # an actor's task: a flag only; the caller kills the actors
+                try:
+                    self.ray.cancel(ref)
+                except Exception as err:     # noqa: BLE001 - the actor may be gone already
+                    log.debug("cannot cancel a task: %s", err)
             raise
         for job in jobs:
             if not job.finished:

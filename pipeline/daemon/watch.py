@@ -132,9 +132,13 @@ class _JobProgress:
     def start(self, name: str, total: int | None) -> None:
         self.total, self.frames = total, 0
 
-    def update(self, n: int = 1) -> None:
+    def check(self) -> None:
+        """Raise JobStopped when the running jobs are to stop (a conversion on Ray asks about once a second)."""
         if self.stop_now.is_set():
             raise JobStopped
+
+    def update(self, n: int = 1) -> None:
+        self.check()
         self.frames += n
         now = time.monotonic()
         if self.total and now - self.last >= 1.0:

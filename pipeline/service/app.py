@@ -244,7 +244,7 @@ def create_app(journal: Journal, runner: JobRunner, board: ProgressBoard, policy
         _check_direction_paths(options.get("direction"), policy)
         return _check_options(JobRequest(input="-", model=model, options=options), runner)
 
-    add_preview_route(app, policy, authorized, _ERRORS, lambda: runner.device_names[0], _check_model,
+    add_preview_route(app, policy, authorized, _ERRORS, lambda: runner.preview_device, _check_model,
                       check_preview_options)
 
     @app.get("/queue", response_model=QueueOut, responses=_ERRORS, tags=["service"],

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from pipeline.cluster.config import RayConfig
 from pipeline.errors import UsageError
 from pipeline.frontend import ReportOptions, add_command
 from pipeline.option_fields import add_arguments, from_namespace
@@ -23,7 +24,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                                            getattr(logging, args.log_level.upper()))
     try:
         given = {"roots": tuple(Path(r).expanduser() for r in args.root or ()), "devices": tuple(args.device or ())}
-        cfg = from_namespace(ServeConfig, args, **{k: v for k, v in given.items() if v})
+        cfg = from_namespace(ServeConfig, args, ray=from_namespace(RayConfig, args),
+                             **{k: v for k, v in given.items() if v})
         cfg = replace(cfg, state=cfg.state.expanduser(),
                       token_file=cfg.token_file.expanduser() if cfg.token_file else None)
     except ValueError as e:
@@ -31,6 +33,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for root in cfg.roots:
         if not root.is_dir():
             raise UsageError(f"--root {root}: not a folder")
+    if cfg.ray.address is not None:
+        from pipeline.cluster.actors import import_ray
+
+        import_ray()                                 # Ray missing: one line now, before the state folder is made
     return serve(cfg)
 
 
@@ -106,13 +112,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         sub, "serve", _cmd_serve, "run the local job service for editors and scripts (HTTP/JSON API)",
         "Run a local HTTP/JSON job service: editors and scripts submit conversions, follow their progress "
         "(server-sent events) and cancel them. Jobs run one at a time per device with the models loaded once; the "
-        "queue survives a restart. A bearer token is created in the state folder on first start. See README, 'Use "
+        "queue survives a restart. With --ray ADDRESS every job runs on a Ray cluster instead (one at a time, spread "
+        "over all its workers). A bearer token is created in the state folder on first start. See README, 'Use "
         "it from your editor'.")
     add_arguments(p, ServeConfig)
     p.add_argument("--root", action="append", metavar="DIR",
                    help="folder jobs may read and write (repeatable; default: your home folder)")
     p.add_argument("--device", action="append", help="device to run jobs on (repeatable: one worker each; "
-                                                      "default auto)")
+                                                      "default auto; with --ray only previews run here)")
+    add_arguments(p, RayConfig)
 
     s = add_command(
         sub, "submit", _cmd_submit, "queue a conversion on a running 'facestyle serve' (optionally wait for it)",

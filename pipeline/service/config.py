@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cluster.config import RayConfig
 from pipeline.errors import FacestyleError, UsageError
 from pipeline.option_fields import option
 from pipeline.runtime.device import DEFAULT_THREADS, THREADS_HELP
@@ -54,6 +55,8 @@ class ServeConfig:
         threads: CPU threads for inference (0: PyTorch's default).
         max_models: loaded models kept per worker (least recently used dropped first).
         max_attempts: a job interrupted this many times by a crash fails instead of running again.
+        ray: with an address, every job runs on that Ray cluster (one at a time, each spread over all
+            its workers) instead of the devices; ``devices`` then serves only ``POST /preview``.
     """
 
     host: str = option("127.0.0.1", "address to listen on (loopback only unless --allow-remote)")
@@ -67,6 +70,7 @@ class ServeConfig:
     threads: int = option(DEFAULT_THREADS, THREADS_HELP)
     max_models: int = option(2, "models kept loaded per device")
     max_attempts: int = 3
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host):

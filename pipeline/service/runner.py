@@ -11,7 +11,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,7 +27,11 @@ from pipeline.options import ConvertOptions
 from pipeline.runtime.device import Precision, resolve_device
 from pipeline.service.config import ServeConfig
 
+if TYPE_CHECKING:
+    from pipeline.cluster.driver import RaySession
+
 log = logging.getLogger(__name__)
+RAY_WORKER = "ray"
 
 
 class JobCancelled(BaseException):
@@ -66,9 +72,13 @@ class _JobProgress:
         self.total, self.done, self.t0 = total, 0, time.monotonic()
         self._publish(self.t0)
 
-    def update(self, n: int = 1) -> None:
+    def check(self) -> None:
+        """Raise JobCancelled when the job is to stop (a job on Ray asks about once a second)."""
         if self.stop.is_set():
             raise JobCancelled
+
+    def update(self, n: int = 1) -> None:
+        self.check()
         self.done += n
         now = time.monotonic()
         self._publish(now)
@@ -108,9 +118,11 @@ class _Models:
 
 
 class _Worker:
-    def __init__(self, runner: JobRunner, device: torch.device) -> None:
+    """Runs jobs on one device, one at a time."""
+
+    def __init__(self, runner: JobRunner, device: torch.device | None, name: str | None = None) -> None:
         self.runner, self.device = runner, device
-        self.name = str(device)
+        self.name = name or str(device)
         self.models = _Models(runner.cfg.max_models)
         self.detectors: dict[tuple, Detector] = {}
         self.job_id: int | None = None
@@ -167,22 +179,54 @@ class _Worker:
         return convert_file(Path(job.input), Path(job.output), model, self.detectors[key], front.config, progress)
 
 
+class _RayWorker(_Worker):
+    """The one worker of a service on Ray: each job goes to the cluster through the service's
+    :class:`~pipeline.cluster.driver.RaySession` (its workers keep the model loaded between jobs)."""
+
+    def __init__(self, runner: JobRunner, session: RaySession) -> None:
+        super().__init__(runner, None, RAY_WORKER)
+        self.session = session
+
+    def convert(self, job: Job):  # noqa: ANN201 - RayResult
+        r = self.runner
+        options = replace(ConvertOptions.from_mapping(job.options), threads=r.cfg.threads)
+        pairs = [(Path(job.input), Path(job.output))]
+        progress = _JobProgress(r.board, r.journal, job.id, self.stop_job)
+        try:
+            [result] = self.session.convert(pairs, options, progress, Path(job.input).name, check=progress.check)
+        except JobCancelled:
+            if job.id in r.cancelled:          # not the shutdown: the chunks rendered so far are of no use
+                self.session.discard(pairs, options)
+            raise
+        if result.exception is not None:
+            raise result.exception
+        return result
+
+
 class JobRunner:
-    """Runs the journal's queued jobs in the background, one worker thread per device."""
+    """Runs the journal's queued jobs in the background: one worker thread per device, or one that
+    sends them to a Ray cluster (``session``)."""
 
     def __init__(self, cfg: ServeConfig, journal: Journal, board: ProgressBoard,
-                 devices: list[torch.device] | None = None) -> None:
+                 devices: list[torch.device] | None = None, session: RaySession | None = None) -> None:
         self.cfg, self.journal, self.board = cfg, journal, board
         self.devices = devices if devices is not None else [resolve_device(d) for d in cfg.devices]
         self.stopping = threading.Event()
         self.paused = threading.Event()
         self.wake = threading.Condition()
         self.cancelled: set[int] = set()
-        self.workers = [_Worker(self, d) for d in dict.fromkeys(self.devices)]
+        self.workers = ([_RayWorker(self, session)] if session is not None else
+                        [_Worker(self, d) for d in dict.fromkeys(self.devices)])
 
     @property
     def device_names(self) -> list[str]:
+        """Where jobs run: the devices, or ``ray``."""
         return [w.name for w in self.workers]
+
+    @property
+    def preview_device(self) -> str:
+        """Where ``POST /preview`` runs (in the request, on this machine): the first device."""
+        return str(self.devices[0])
 
     def start(self) -> JobRunner:
         for job in self.journal.recover(max_attempts=self.cfg.max_attempts):

@@ -57,9 +57,9 @@ def serve(cfg: ServeConfig, announce: Callable[[str], None] | None = None) -> in
         token = load_or_create_token(cfg.token_path)
         sock = _bind(cfg.host, cfg.port)
         url = url_of(sock, cfg.host)
-        with Journal(cfg.journal_path) as journal:
+        with _ray_session(cfg) as session, Journal(cfg.journal_path) as journal:
             board = ProgressBoard()
-            runner = JobRunner(cfg, journal, board)
+            runner = JobRunner(cfg, journal, board, session=session)
             app = create_app(journal, runner, board, PathPolicy.of(cfg), token)
             server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                                    timeout_graceful_shutdown=2))
@@ -78,6 +78,16 @@ def serve(cfg: ServeConfig, announce: Callable[[str], None] | None = None) -> in
     finally:
         os.close(lock)
     return 0
+
+
+def _ray_session(cfg: ServeConfig) -> contextlib.AbstractContextManager:
+    """With ``--ray``: the connection to the cluster for the service's lifetime (UsageError when Ray is
+    missing or the cluster cannot be reached); else nothing."""
+    if cfg.ray.address is None:
+        return contextlib.nullcontext()
+    from pipeline.cluster.driver import RaySession
+
+    return RaySession(cfg.ray).open()
 
 
 @contextlib.contextmanager
