@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.face.align import CropParams
+from pipeline.face.align import CropParams, align_face, apply_crop
 from pipeline.model import Latents
 
 
@@ -51,30 +51,83 @@ class FaceCrop:
         track_id: stable per face over the clip.
         crop: where ``pixels`` came from (rescaled-frame window; see :mod:`pipeline.face.align`).
         landmarks: smoothed ``[68, 2]`` landmarks in frame coordinates.
-        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8); None when it is
-            to be cut on the model's device from the frame (the device route of
-            :meth:`pipeline.convert.ConvertConfig.crop_device`: the invert stage cuts it).
-        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed (or not cut yet).
-        align_later: the device route: this face's aligned face is needed but not cut yet (the codes
-            pass cuts it from the frame; ``aligned`` stays None).
+        pixels: the ``x1`` crop, uint8 ``[crop_h, crop_w, 3]`` RGB (multiples of 8).
+        aligned: the FFHQ-aligned face, uint8 ``[256, 256, 3]``, or None when not needed.
+
+    The device route hands on :class:`UncutFace` records instead (geometry only).
     """
 
     track_id: int
     crop: CropParams
     landmarks: np.ndarray
-    pixels: np.ndarray | None
+    pixels: np.ndarray
     aligned: np.ndarray | None = None
-    align_later: bool = False
+
+    def cut(self, kind: str) -> np.ndarray | None:
+        """The host pixels of ``kind`` (``"crop"``: ``pixels``, ``"aligned"``: ``aligned``) as far as
+        they are already cut; never cuts (an :class:`UncutFace` answers None until something read them)."""
+        return self.pixels if kind == "crop" else self.aligned
 
     @property
     def wants_aligned(self) -> bool:
-        """Whether this face carries (or is to have cut) an aligned face."""
-        return self.aligned is not None or self.align_later
+        """Whether this face has (or is to have) an aligned face for the codes pass."""
+        return self.aligned is not None
 
     @property
     def crop_shape(self) -> tuple[int, int]:
-        """``(crop_h, crop_w)`` of the ``x1`` crop, cut or not."""
-        return self.pixels.shape[:2] if self.pixels is not None else (self.crop.crop_h, self.crop.crop_w)
+        """``(crop_h, crop_w)`` of the ``x1`` crop."""
+        return self.pixels.shape[:2]
+
+
+class UncutFace(FaceCrop):
+    """A face the device route hands on uncut (:meth:`pipeline.convert.ConvertConfig.crop_device`):
+    the geometry, the frame it is on, and whether its aligned face is needed (``align_later``).
+
+    The stages cut it on the model's device (:func:`pipeline.runtime.batch.face_images`). Reading
+    ``pixels`` or ``aligned`` still gives the host route's pictures, cut on the host on first read
+    (for readers outside the stages, such as the benchmark's tally), so every :class:`FaceCrop`
+    reader keeps working.
+    """
+
+    def __init__(self, track_id: int, crop: CropParams, landmarks: np.ndarray, frame: np.ndarray,
+                 align_later: bool) -> None:
+        self.frame_pixels, self.align_later = frame, align_later
+        super().__init__(track_id, crop, landmarks, None, None)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if self._pixels is None:
+            self._pixels = apply_crop(self.frame_pixels, self.crop)
+        return self._pixels
+
+    @pixels.setter
+    def pixels(self, value: np.ndarray | None) -> None:
+        self._pixels = value
+
+    @property
+    def aligned(self) -> np.ndarray | None:
+        if self._aligned is None and self.align_later:
+            self._aligned = align_face(self.frame_pixels, self.landmarks)
+        return self._aligned
+
+    @aligned.setter
+    def aligned(self, value: np.ndarray | None) -> None:
+        self._aligned = value
+
+    def cut(self, kind: str) -> np.ndarray | None:
+        return self._pixels if kind == "crop" else self._aligned
+
+    @property
+    def wants_aligned(self) -> bool:
+        return self.align_later or self._aligned is not None
+
+    @property
+    def crop_shape(self) -> tuple[int, int]:
+        return self.crop.crop_h, self.crop.crop_w
+
+    def __repr__(self) -> str:
+        return (f"UncutFace(track_id={self.track_id}, crop={self.crop}, align_later={self.align_later}, "
+                f"cut={self._pixels is not None})")
 
 
 @dataclass(eq=False)

@@ -285,6 +285,7 @@ def test_cutting_on_the_device_gives_the_same_video(tmp_path, model, monkeypatch
     """crop_on="device" (the CUDA route: face finding cuts nothing, invert cuts the crops and aligned
     faces from the uploaded frame with kornia), run on the CPU: same frames and timestamps as the
     host route, pictures within one level; the host cutters are not called."""
+    from pipeline import records
     from pipeline.face import warp
     from pipeline.stages import detect_crop
     from pipeline.stages.invert import InvertConfig
@@ -303,8 +304,9 @@ def test_cutting_on_the_device_gives_the_same_video(tmp_path, model, monkeypatch
         cfg = ConvertConfig(face=FaceConfig(padding=48), invert=InvertConfig(style_code=style_code, batch_size=2),
                             video_out=LOSSLESS, crop_on=route)
         if route == "device":
-            for name in ("apply_crop", "align_face"):
-                monkeypatch.setattr(detect_crop, name, lambda *a: pytest.fail("cut on the host"))
+            for module in (detect_crop, records):
+                for name in ("apply_crop", "align_face"):
+                    monkeypatch.setattr(module, name, lambda *a: pytest.fail("cut on the host"))
             monkeypatch.setattr("pipeline.runtime.batch.warp_many", counted)
         det = FixedFaceDetector(synthetic_face(80, 56, 24), on={0, 1, 3, 4})          # lost on frame 2
         result = convert_file(src, tmp_path / f"{route}.mkv", model, det, cfg)

@@ -105,14 +105,15 @@ def face_images(faces: Sequence[tuple[Located, FaceCrop]], kind: str, device: to
     ``kind="crop"``: the ``x1`` crops; ``"aligned"``: the 256x256 aligned faces.
 
     A face that carries host pixels (the host route, or records built by another runner) goes up as
-    in :func:`to_images` (so the host route is unchanged); the others are cut from their frame
+    in :func:`to_images` (so the host route is unchanged); the others (:class:`~pipeline.records.UncutFace`)
+    are cut from their frame
     (:func:`frame_on`) on the device in one batched warp (:func:`pipeline.face.warp.warp_many`), rounded
     to whole levels as the host route's uint8 pixels are. An aligned face that only the host route
     cuts exactly (:func:`pipeline.face.warp.needs_host_align`: shrunk or padded first) is aligned on the host.
     """
     if kind not in ("crop", "aligned"):
         raise ValueError(f"kind must be 'crop' or 'aligned', got {kind!r}")
-    host = [face.pixels if kind == "crop" else face.aligned for _, face in faces]
+    host = [face.cut(kind) for _, face in faces]
     todo, matrices = [], []
     for i, (rec, face) in enumerate(faces):
         if host[i] is not None:

@@ -7,7 +7,7 @@ mode needs one on this frame, the FFHQ-aligned ``x2`` face (spec 9.2). Frames wh
 lost carry no crops and flow through untouched.
 
 With ``cut=False`` (the device route, :meth:`pipeline.convert.ConvertConfig.crop_device`) nothing is
-cut here: each :class:`FaceCrop` carries the geometry only (crop box and landmarks; ``pixels`` None,
+cut here: each face is an :class:`~pipeline.records.UncutFace` (crop box and landmarks, and
 ``align_later`` where the aligned face is needed) and the invert stage cuts both on the model's
 device (:func:`pipeline.runtime.batch.face_images`), so this thread only detects and tracks.
 """
@@ -21,7 +21,7 @@ from pipeline.face.align import align_face, apply_crop
 from pipeline.face.detect import Detector
 from pipeline.face.track import FaceTracker, TrackerConfig
 from pipeline.media.media_info import FALLBACK_FPS
-from pipeline.records import FaceCrop, Frame, Located
+from pipeline.records import FaceCrop, Frame, Located, UncutFace
 
 log = logging.getLogger(__name__)
 FACE_MODES = ("largest", "all")
@@ -76,7 +76,7 @@ def locate(frames: Iterable[Frame], detector: Detector, cfg: FaceConfig, frame_s
             wanted = track.track_id not in seen or bool(aligned_every and frame.index % aligned_every == 0)
             seen.add(track.track_id)
             if not cut:
-                crops.append(FaceCrop(track.track_id, track.crop, track.landmarks, None, align_later=wanted))
+                crops.append(UncutFace(track.track_id, track.crop, track.landmarks, frame.pixels, wanted))
                 continue
             pixels = apply_crop(frame.pixels, track.crop)
             aligned = align_face(frame.pixels, track.landmarks) if wanted else None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.face.align import align_face
-from pipeline.records import Frame
+from pipeline.records import Frame, UncutFace
 from pipeline.stages.detect_crop import FaceConfig, locate
 from pipeline.tools.synthetic import FixedFaceDetector, MovingTexture, synthetic_face
 
@@ -73,15 +73,20 @@ def test_config_checks():
 
 
 def test_without_cutting_the_faces_carry_the_same_geometry_only():
-    """cut=False (the device route): same tracks, crop boxes and landmarks, no pixels, and
-    ``align_later`` exactly where the host route cuts an aligned face."""
+    """cut=False (the device route): same tracks, crop boxes and landmarks, nothing cut, and
+    ``align_later`` exactly where the host route cuts an aligned face; a reader outside the stages
+    still gets the host route's pictures (cut on first read)."""
     det = FixedFaceDetector(synthetic_face(160, 100, 64.0))
     host = list(locate(frames(5), det, FaceConfig(padding=32), (W, H), 10, aligned_every=3))
     geometry = list(locate(frames(5), det, FaceConfig(padding=32), (W, H), 10, aligned_every=3, cut=False))
     for a, b in zip(host, geometry, strict=True):
         (fa,), (fb,) = a.faces, b.faces
-        assert b.frame is not None and (fb.track_id, fb.crop) == (fa.track_id, fa.crop)
+        assert isinstance(fb, UncutFace) and fb.frame_pixels is b.frame.pixels
+        assert (fb.track_id, fb.crop) == (fa.track_id, fa.crop)
         np.testing.assert_array_equal(fb.landmarks, fa.landmarks)
-        assert fb.pixels is None and fb.aligned is None and fb.crop_shape == fa.pixels.shape[:2]
+        assert fb.cut("crop") is None and fb.cut("aligned") is None and fb.crop_shape == fa.pixels.shape[:2]
         assert fb.align_later == (fa.aligned is not None) == fb.wants_aligned
     assert [r.faces[0].align_later for r in geometry] == [True, False, False, True, False]
+    first, second = host[0].faces[0], geometry[0].faces[0]
+    assert np.array_equal(second.pixels, first.pixels) and np.array_equal(second.aligned, first.aligned)
+    assert second.cut("crop") is second.pixels and geometry[1].faces[0].aligned is None

@@ -8,7 +8,7 @@ import torch
 
 from pipeline.face.align import CropParams, align_face, apply_crop, crop_params, ffhq_quad
 from pipeline.face.warp import needs_host_align
-from pipeline.records import FaceCrop, Frame, Located
+from pipeline.records import FaceCrop, Frame, Located, UncutFace
 from pipeline.runtime.batch import face_images, to_images
 from pipeline.stages.invert import InvertConfig, codes, features, invert
 from pipeline.tools.synthetic import face_landmarks
@@ -100,7 +100,7 @@ def _deferred(frame_index: int = 0):
     faces = []
     for t, (centre, eyes, angle) in enumerate((((160, 110), 40, 0), ((100, 120), 30, 25), ((250, 20), 36, 0))):
         lm = face_landmarks(centre, eyes, angle_deg=angle)
-        faces.append(FaceCrop(t, crop_params(lm, 240, 320, padding=48), lm, None, align_later=True))
+        faces.append(UncutFace(t, crop_params(lm, 240, 320, padding=48), lm, pixels, True))
     return Located(Frame(frame_index, frame_index, frame_index / 10, pixels), faces)
 
 
@@ -126,6 +126,7 @@ def test_crops_cut_on_the_device_match_opencv_and_keep_host_faces_in_place():
     fa, fb = a.faces[0], b.faces[0]
     assert fa.crop_shape == fb.crop_shape
     host_b = FaceCrop(fb.track_id, fb.crop, fb.landmarks, apply_crop(b.frame.pixels, fb.crop))
+    assert fb.cut("crop") is None
     mixed = [(a, fa), (b, host_b), (b, fb)]                          # a host crop between two to cut
     got = face_images(mixed, "crop", CPU, torch.float32)
     want = [apply_crop(a.frame.pixels, fa.crop), host_b.pixels, host_b.pixels]
