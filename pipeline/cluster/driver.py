@@ -201,7 +201,7 @@ class RaySession:
         if held is not None and held.key == prepared.workers_key and held.nodes == nodes:
             try:
                 ray.get([a.ready.remote() for a in held.actors], timeout=READY_TIMEOUT_S)
-                log.info("reusing %d workers with the model loaded", len(held.actors))
+                log.info("reusing %d worker(s) with the model loaded", len(held.actors))
                 return held.actors
             except (ray.exceptions.RayError, TimeoutError) as err:
                 log.info("a worker does not answer (%s); starting them afresh", str(err).splitlines()[0])

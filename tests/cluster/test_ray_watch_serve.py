@@ -105,7 +105,7 @@ def test_watch_on_ray_converts_the_inbox_with_the_frames_of_convert(cluster, roo
     assert jobs["face.mp4"].output == str(out) and jobs["face.mp4"].result["frames_out"] == FRAMES
     assert jobs["second.mp4"].result["frames_out"] == 6
     text = log.read_text()
-    assert "reusing 2 workers with the model loaded" in text                 # not loaded again for job 2
+    assert "reusing 2 worker(s) with the model loaded" in text                # not loaded again for job 2
     assert not list(outbox.glob(".*facestyle-ray*"))                          # work folders removed
 
 
