@@ -65,6 +65,16 @@ def wait_until(predicate, proc: subprocess.Popen, log: Path, what: str, timeout:
         time.sleep(0.1)
 
 
+def gpus_free(ray, want: float = 2.0, timeout: float = 30.0) -> bool:
+    """Whether the cluster's GPUs are all free again within ``timeout`` (the workers were stopped)."""
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("GPU", 0) < want:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def start(argv: list[str], log: Path) -> subprocess.Popen:
     with open(log, "w") as err:
         return subprocess.Popen([sys.executable, CLI, *argv], stdout=err, stderr=subprocess.STDOUT, cwd=REPO)
@@ -83,7 +93,7 @@ def stop(proc: subprocess.Popen, log: Path) -> None:
 
 
 def test_watch_on_ray_converts_the_inbox_with_the_frames_of_convert(cluster, root, plain, face_photo, tmp_path):
-    sim, _ = cluster
+    sim, ray = cluster
     inbox, outbox, log = tmp_path / "in", tmp_path / "out", tmp_path / "watch.log"
     inbox.mkdir()
     daemon = start(["watch", str(inbox), "-o", str(outbox), "--model", str(root / "tiny.pt"), "--settle", "0.2",
@@ -99,6 +109,7 @@ def test_watch_on_ray_converts_the_inbox_with_the_frames_of_convert(cluster, roo
         wait_until(lambda: (inbox / "done" / "second.mp4").exists(), daemon, log, "the second job")
     finally:
         stop(daemon, log)
+    assert gpus_free(ray)                                                       # its workers stopped on exit
     with Journal(outbox / ".facestyle" / "journal.sqlite", readonly=True) as journal:
         jobs = {Path(j.input).name: j for j in journal.jobs()}
     assert [jobs["face.mp4"].state, jobs["second.mp4"].state] == ["done", "done"]
@@ -111,7 +122,7 @@ def test_watch_on_ray_converts_the_inbox_with_the_frames_of_convert(cluster, roo
 
 
 def test_serve_on_ray_runs_jobs_reports_progress_and_cancels(cluster, root, plain, tmp_path):
-    sim, _ = cluster
+    sim, ray = cluster
     state, log = tmp_path / "state", tmp_path / "serve.log"
     service = start(["serve", "--port", "0", "--state", str(state), "--root", str(root), "--threads", "1",
                      "--ray", sim.address, *RAY_FLAGS], log)
@@ -128,6 +139,7 @@ def test_serve_on_ray_runs_jobs_reports_progress_and_cancels(cluster, root, plai
             with pytest.raises(JobFailed):
                 client.wait(job["id"], timeout=60)
         assert client.job(job["id"])["state"] == "cancelled"
+        assert gpus_free(ray)                                   # its Ray work stopped: both GPUs free again
         assert not long_out.exists() and not list(root.glob(".long_cancelled*"))    # no output, no work folder
         assert not [p for p in root.iterdir() if "partial" in p.name]
 
@@ -140,6 +152,7 @@ def test_serve_on_ray_runs_jobs_reports_progress_and_cancels(cluster, root, plai
         wait_until(lambda: client.job(requeued["id"])["progress"] is not None, service, log, "the job to run")
     finally:
         stop(service, log)                                      # SIGTERM: the running job goes back to the queue
+    assert gpus_free(ray)
     with Journal(state / "jobs.sqlite", readonly=True) as journal:
         assert journal.get(requeued["id"]).state == "queued"
     assert not (root / "long_requeued.mp4").exists()
