@@ -80,6 +80,17 @@ class ConvertConfig:
         if self.crop_on not in CROP_ON:
             raise ValueError(f"crop_on must be one of {CROP_ON}")
 
+    def nvenc_zero_copy(self, model_device: torch.device, is_image: bool = False) -> bool:
+        """Whether the pasted frames stay on the GPU for the encoder (NV12 read by NVENC, no copy to
+        the host): the paste runs on CUDA (:meth:`paste_device`), the encoder is an NVENC one in
+        PyAV (:func:`pipeline.media.encoders.takes_device_frames`) and the output 8-bit 4:2:0.
+        Otherwise the planes come down with one copy per frame."""
+        from pipeline.media.encoders import takes_device_frames
+
+        device = self.paste_device(model_device, is_image)
+        return (device is not None and device.type == "cuda" and takes_device_frames(self.video_out)
+                and self.video_out.pixel_format in ("yuv420p", "nv12"))
+
     def crop_device(self, model_device: torch.device) -> torch.device | None:
         """Where the model's inputs (the ``x1`` crops and the aligned faces) are cut: the one place
         that decides it.
@@ -222,7 +233,8 @@ def render(coded: Iterable[Coded], model: StyleGANEX, cfg: ConvertConfig,
     device = cfg.paste_device(model.latent_avg.device, is_image)
     items = tap("invert", invert.features(coded, model, cfg.invert))
     items = tap("generate", generate.generate(items, model, cfg.generate, keep_on_device=device is not None))
-    return tap("paste", paste.paste(items, cfg.paste, device))
+    nv12 = cfg.nvenc_zero_copy(model.latent_avg.device, is_image)
+    return tap("paste", paste.paste(items, cfg.paste, device, nv12=nv12))
 
 
 def convert_file(src: str | Path, dst: str | Path, model: StyleGANEX, detector: Detector, cfg: ConvertConfig,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from pipeline.face.align import CropParams, align_face, apply_crop
+from pipeline.media.yuv import NV12
 from pipeline.model import Latents
 
 
@@ -179,6 +180,8 @@ class OutFrame:
         pixels: ``[H, W, 3]`` uint8 RGB, or None when the frame comes as ``yuv``.
         yuv: planes of the on-device paste, BT.709 limited-range 4:2:0: ``y`` ``[H, W]``, ``u`` and
             ``v`` ``[ceil(H/2), ceil(W/2)]`` (uint8); else None.
+        nv12: the same picture left on the device for an NVENC encoder
+            (:meth:`pipeline.convert.ConvertConfig.nvenc_zero_copy`); else None.
     """
 
     index: int
@@ -186,6 +189,7 @@ class OutFrame:
     time: float
     pixels: np.ndarray | None
     yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    nv12: NV12 | None = None
 
     @classmethod
     def of(cls, frame: Frame, pixels: np.ndarray | None = None) -> OutFrame:
@@ -195,5 +199,7 @@ class OutFrame:
     @property
     def size(self) -> tuple[int, int]:
         """``(width, height)``."""
+        if self.nv12 is not None:
+            return self.nv12.width, self.nv12.height
         h, w = (self.pixels if self.pixels is not None else self.yuv[0]).shape[:2]
         return w, h

@@ -330,3 +330,25 @@ def test_crop_device_cuts_on_cuda_and_on_the_host_on_a_cpu():
     assert ConvertConfig(crop_on="host").crop_device(cuda) is None
     with pytest.raises(ValueError, match="crop_on"):
         ConvertConfig(crop_on="gpu")
+
+
+def test_nvenc_zero_copy_only_for_nvenc_in_pyav_with_the_paste_on_cuda(monkeypatch):
+    """The route choice: NV12 left on the GPU only for an NVENC encoder in PyAV when the paste runs on
+    CUDA (8-bit 4:2:0); every other case keeps the one copy to the host."""
+    monkeypatch.setattr("pipeline.media.encoders._pyav_hardware", lambda *a: None)   # no NVENC here
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for codec in ("h264_nvenc", "hevc_nvenc", "av1_nvenc"):
+        assert ConvertConfig(video_out=VideoOutConfig(codec=codec)).nvenc_zero_copy(cuda), codec
+    nvenc = VideoOutConfig(codec="h264_nvenc")
+    assert not ConvertConfig(video_out=nvenc).nvenc_zero_copy(cuda, is_image=True)
+    assert not ConvertConfig(video_out=nvenc).nvenc_zero_copy(cpu)
+    assert not ConvertConfig(video_out=nvenc, paste_on="device").nvenc_zero_copy(cpu)   # CPU planes: host already
+    assert not ConvertConfig(video_out=nvenc, paste_on="host").nvenc_zero_copy(cuda)
+    assert not ConvertConfig(video_out=nvenc, paste=PasteConfig(mode="crop")).nvenc_zero_copy(cuda)
+    assert not ConvertConfig(video_out=VideoOutConfig(codec="h264_qsv")).nvenc_zero_copy(cuda)
+    assert not ConvertConfig(video_out=VideoOutConfig(codec="h264")).nvenc_zero_copy(cuda)
+    from types import SimpleNamespace
+
+    from pipeline.media.encoders import takes_device_frames
+    assert takes_device_frames(SimpleNamespace(codec="hevc_nvenc", encoder="pyav"))
+    assert not takes_device_frames(SimpleNamespace(codec="hevc_nvenc", encoder="ffmpeg"))   # bytes through a pipe

@@ -69,6 +69,16 @@ def hardware_options(encoder: str, crf: int, preset: str) -> dict[str, str]:
     raise ValueError(f"{encoder} is not a hardware encoder")
 
 
+def takes_device_frames(cfg: _VideoOut) -> bool:
+    """Whether ``cfg``'s encoder can read frames straight from CUDA memory: an NVENC encoder in
+    PyAV. PyAV 18.1's ``VideoFrame.from_dlpack`` wraps two CUDA planes (NV12, P010, P016) in a
+    CUDA hardware frame without copying, and its encoder adopts that frame's hardware frames
+    context when it opens, which NVENC needs (see :class:`pipeline.stages.video_out.VideoWriter`).
+    Planar formats (yuv420p) it takes from host memory only; the ffmpeg route pipes bytes.
+    """
+    return cfg.encoder == "pyav" and CODECS[cfg.codec].encoder.endswith("_nvenc")
+
+
 def check_encoder(cfg: _VideoOut) -> list[str]:
     """Check that ``cfg``'s codec can be encoded by ``cfg.encoder`` here; returns the pixel formats
     the encoder takes.

@@ -10,7 +10,9 @@
 ``paste(..., device=...)`` (full mode; :meth:`pipeline.convert.ConvertConfig.paste_device`
 decides: on CUDA for 4:2:0 output) does the paste where the stylized crops are, with PyTorch: the
 frame goes up once, the crops never come down, the blend and the RGB -> YUV 4:2:0 conversion run
-there, and only the planes come back (1.5 bytes per pixel), so the CPU is left with entropy coding.
+there, and only the planes come back (1.5 bytes per pixel, one copy into pinned memory), so the CPU
+is left with entropy coding; for an NVENC encoder they do not come back at all (NV12 on the device,
+read there by the encoder).
 When the crops were cut on the device too (:meth:`pipeline.convert.ConvertConfig.crop_device`), the
 frame the invert stage uploaded is reused (a copy on the device, not a second upload).
 Every frame, with a face or without, takes that path, so the whole clip has one colour conversion.
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from pipeline.face.align import CropParams, crop_window
-from pipeline.media.yuv import rgb_to_yuv420
+from pipeline.media.yuv import download, rgb_to_nv12, rgb_to_yuv420
 from pipeline.records import Generated, Located, OutFrame
 from pipeline.runtime.batch import frame_on
 
@@ -102,7 +104,8 @@ def paste_face_tensor(pixels: torch.Tensor, stylized: torch.Tensor, crop: CropPa
     paste_faces(pixels, [stylized.permute(2, 0, 1)], [crop], feather)
 
 
-def _paste_on_device(located: Located, images: list, cfg: PasteConfig, device: torch.device) -> OutFrame:
+def _paste_on_device(located: Located, images: list, cfg: PasteConfig, device: torch.device,
+                     nv12: bool = False) -> OutFrame:
     """One output frame as YUV planes, pasted and converted on ``device``. The frame is the one the
     invert stage already uploaded to cut the crops when it did (:func:`frame_on`), copied there."""
     frame, faces = located.frame, located.faces
@@ -111,7 +114,9 @@ def _paste_on_device(located: Located, images: list, cfg: PasteConfig, device: t
     for face, image in zip(faces, images, strict=True):
         image = image if isinstance(image, torch.Tensor) else torch.from_numpy(image)
         paste_face_tensor(pixels, image, face.crop, cfg.feather)
-    y, u, v = (p.cpu().numpy() for p in rgb_to_yuv420(pixels))
+    if nv12 and pixels.shape[0] % 2 == 0 and pixels.shape[1] % 2 == 0:
+        return OutFrame(frame.index, frame.pts, frame.time, None, nv12=rgb_to_nv12(pixels))
+    y, u, v = download(list(rgb_to_yuv420(pixels)))
     return OutFrame(frame.index, frame.pts, frame.time, None, yuv=(y, u, v))
 
 
@@ -119,17 +124,21 @@ def _host(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image.cpu().numpy() if isinstance(image, torch.Tensor) else image
 
 
-def paste(items: Iterable[Generated], cfg: PasteConfig, device: torch.device | None = None) -> Iterator[OutFrame]:
+def paste(items: Iterable[Generated], cfg: PasteConfig, device: torch.device | None = None, *,
+          nv12: bool = False) -> Iterator[OutFrame]:
     """Output frames (same index, pts and time as the source frames).
 
-    ``device``: paste there with PyTorch and hand out YUV 4:2:0 planes made there (full mode only);
-    None: NumPy on the host, RGB out.
+    ``device``: paste there with PyTorch and hand out YUV 4:2:0 planes made there (full mode only),
+    downloaded with one copy per frame through pinned memory; with ``nv12`` (an NVENC encoder, see
+    :meth:`pipeline.convert.ConvertConfig.nvenc_zero_copy`) left there as one
+    :class:`~pipeline.media.yuv.NV12` buffer per frame (frames of odd size are downloaded). None:
+    NumPy on the host, RGB out.
     """
     if device is not None and cfg.mode == "full":
         with torch.inference_mode():
             for rec in items:
                 located = rec.inverted.located
-                yield _paste_on_device(located, rec.images, cfg, device)
+                yield _paste_on_device(located, rec.images, cfg, device, nv12)
         return
     last_crop: CropParams | None = None
     out_size: tuple[int, int] | None = None

@@ -1,6 +1,6 @@
 """video_out: encode upright RGB (or ready YUV 4:2:0) frames and mux them with the source audio.
 
-:class:`VideoWriter` is a context manager. ``write``/``write_yuv`` hand frames to an encode thread
+:class:`VideoWriter` is a context manager. ``write``/``write_yuv``/``write_nv12`` hand frames to an encode thread
 through a bounded queue (PyAV releases the GIL while encoding), so producing and encoding
 overlap and memory stays bounded. On leaving the ``with`` block the encoder is flushed, the
 remaining audio is muxed and the file appears under its final name; if the block raises
@@ -45,6 +45,7 @@ from pipeline.media.media_info import FALLBACK_FPS, VideoInfo, av_reason
 from pipeline.media.remux import Passthrough, close_quietly
 from pipeline.media.remux import mux as _mux  # every packet reaches the file through this name (tests replace it)
 from pipeline.media.writer import WriterBase
+from pipeline.media.yuv import NV12
 from pipeline.records import Frame, OutFrame
 from pipeline.runtime.queues import POLL_S, drain, put_until
 
@@ -141,15 +142,31 @@ def write(frames: Iterable[OutFrame | Frame], dst: str | os.PathLike, cfg: Video
         raise OutputError(f"{dst}: nothing to write (no frames)")
     if like.is_image:
         return write_image(dst, first.pixels, overwrite=cfg.overwrite)
-    with writer_class(cfg)(dst, cfg, like, audio_from, size=_size(first), start=start, end=end) as writer:
+    device = _device_frames(first, cfg)
+    with writer_class(cfg)(dst, cfg, like, audio_from, size=_size(first), start=start, end=end,
+                           **({"device_frames": True} if device else {})) as writer:
         for frame in itertools.chain([first], it):
-            if isinstance(frame, OutFrame) and frame.yuv is not None:
+            if isinstance(frame, OutFrame) and frame.nv12 is not None:
+                if device:
+                    writer.write_nv12(frame.nv12, frame.pts)
+                else:                                    # today's route: one copy to the host
+                    writer.write_yuv(*fit_planes(frame.nv12.host_planes(), writer.frame_size), frame.pts)
+            elif isinstance(frame, OutFrame) and frame.yuv is not None:
                 writer.write_yuv(*fit_planes(frame.yuv, writer.frame_size), frame.pts)
             else:
                 writer.write(frame.pixels, frame.pts)
     if notes is not None:
         notes.extend(writer.notes)
     return writer.dst
+
+
+def _device_frames(first: OutFrame | Frame, cfg: VideoOutConfig) -> bool:
+    """The zero-copy route: the frames come as NV12 in CUDA memory and the encoder reads them there
+    (an NVENC encoder in PyAV); else any device planes are copied to the host first."""
+    from pipeline.media.encoders import takes_device_frames
+
+    return (isinstance(first, OutFrame) and first.nv12 is not None and first.nv12.buffer.device.type == "cuda"
+            and takes_device_frames(cfg))
 
 
 def writer_class(cfg: VideoOutConfig) -> type:
@@ -183,6 +200,10 @@ class VideoWriter(WriterBase):
         size: (w, h) of the pixels you will write; default the source's display size.
         start/end: the trim used when reading (seconds from the start of the clip); timestamps
             are shifted by ``start`` and audio is cut to match.
+        device_frames: the frames come through :meth:`write_nv12` as CUDA NV12 buffers for an
+            NVENC encoder, which reads them in place. The stream's format is then ``cuda`` and
+            the encoder opens on the first frame (not with the header): PyAV hands it that frame's
+            hardware frames context, which NVENC must have when it opens.
 
     Raises:
         OutputError: here, when ``dst`` exists without ``overwrite`` or its folder is missing;
@@ -193,8 +214,9 @@ class VideoWriter(WriterBase):
 
     def __init__(self, dst: str | os.PathLike, cfg: VideoOutConfig, like: VideoInfo,
                  audio_from: str | os.PathLike | None = None, size: tuple[int, int] | None = None,
-                 *, start: float | None = None, end: float | None = None) -> None:
+                 *, start: float | None = None, end: float | None = None, device_frames: bool = False) -> None:
         super().__init__(dst, cfg, like, audio_from, size, start=start, end=end)
+        self.device_frames = device_frames
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -273,6 +295,24 @@ class VideoWriter(WriterBase):
         if placed is not None:
             self._queue_frame(*placed)
 
+    def write_nv12(self, planes: NV12, pts: int, time_base: Fraction | None = None) -> None:
+        """Queue one frame given as BT.709 limited-range :class:`~pipeline.media.yuv.NV12` of
+        ``frame_size``, without copying it: ``av.VideoFrame.from_dlpack`` wraps the buffer (a CUDA
+        hardware frame when it is in CUDA memory; needs ``device_frames``). The encode thread waits
+        for ``planes.ready`` before the encoder reads it."""
+        if (planes.width, planes.height) != self.frame_size:
+            raise ValueError(f"expected NV12 of {self.frame_size}, got {(planes.width, planes.height)}")
+        if planes.buffer.device.type == "cuda" and not self.device_frames:
+            raise ValueError("CUDA frames need a writer opened with device_frames=True")
+        out_pts = self._timeline.place(pts, time_base)
+        if out_pts is None:
+            return
+        frame = av.VideoFrame.from_dlpack((planes.y, planes.uv), format="nv12")
+        frame.colorspace, frame.color_range = COLORSPACE_BT709, COLOR_RANGE_LIMITED
+        if planes.ready is not None:
+            frame.opaque = planes.ready
+        self._queue_frame(frame, out_pts)
+
     def _queue_frame(self, frame: av.VideoFrame, out_pts: int) -> None:
         if self._thread is None:
             raise RuntimeError("VideoWriter is not open (use it in a with block)")
@@ -303,7 +343,7 @@ class VideoWriter(WriterBase):
                                   f"(use .mkv or .mov)")
         try:
             try:
-                video = _add_video_stream(out, cfg, self.like, self.frame_size)
+                video = _add_video_stream(out, cfg, self.like, self.frame_size, self.device_frames)
             except ValueError as err:  # PyAV: the muxer refuses the codec outright
                 raise cannot_hold from err
             if self.like.creation_time:
@@ -312,7 +352,8 @@ class VideoWriter(WriterBase):
                 passthrough = Passthrough(out, self.audio_from, self._timeline.origin_s, self._timeline.end_s, mux=_mux)
                 self.notes.extend(passthrough.notes)
             try:
-                out.start_encoding()
+                if not self.device_frames:   # else the first mux writes the header (see device_frames)
+                    out.start_encoding()
             except av.error.FFmpegError as err:
                 # Muxers only vouch for some codecs (supported_codecs); others are tried.
                 if spec.encoder not in out.supported_codecs:
@@ -364,7 +405,10 @@ class VideoWriter(WriterBase):
     def _encode(self, out: av.container.OutputContainer, video: av.video.stream.VideoStream,
                 passthrough: Passthrough | None, frame: av.VideoFrame, duration: int) -> None:
         t = self._timeline.source_seconds(frame.pts)
-        if frame.format.name != video.pix_fmt:
+        if frame.opaque is not None:             # an NV12 frame in CUDA memory: wait until it is written
+            frame.opaque.synchronize()
+            frame.opaque = None
+        if frame.format.name != video.pix_fmt and not self.device_frames:
             pts = frame.pts
             frame = frame.reformat(format=video.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
             frame.pts, frame.time_base = pts, self.time_base
@@ -375,11 +419,11 @@ class VideoWriter(WriterBase):
 
 
 def _add_video_stream(out: av.container.OutputContainer, cfg: VideoOutConfig, like: VideoInfo,
-                      size: tuple[int, int]) -> av.video.stream.VideoStream:
+                      size: tuple[int, int], device_frames: bool = False) -> av.video.stream.VideoStream:
     rate = like.fps if like.fps and like.fps > 0 else Fraction(FALLBACK_FPS)
     video = out.add_stream(CODECS[cfg.codec].encoder, rate=rate)
     video.width, video.height = size
-    video.pix_fmt = cfg.pixel_format
+    video.pix_fmt = "cuda" if device_frames else cfg.pixel_format
     video.codec_context.time_base = like.time_base
     video.time_base = like.time_base
     video.codec_context.thread_count = cfg.threads

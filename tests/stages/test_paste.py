@@ -131,3 +131,19 @@ def test_on_device_route_reuses_the_uploaded_frame_and_leaves_it_as_it_was():
         assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
     assert torch.all(uploaded == 20) and np.all(located.frame.pixels == 99)
     assert located.on_device is None                                    # released after its last use
+
+
+def test_on_device_route_can_leave_nv12_for_the_encoder():
+    """nv12=True (an NVENC encoder): the same planes, left in one NV12 buffer instead of downloaded;
+    a frame of odd size cannot be NV12 and comes down as planes."""
+    recs = [record(0, True), record(1, False)]
+    planes = list(paste(recs, PasteConfig(feather=0.25), device=torch.device("cpu")))
+    nv12 = list(paste([record(0, True), record(1, False)], PasteConfig(feather=0.25), device=torch.device("cpu"),
+                      nv12=True))
+    for p, n in zip(planes, nv12, strict=True):
+        assert n.yuv is None and n.pixels is None and (n.index, n.pts) == (p.index, p.pts) and n.size == (60, 40)
+        for got, want in zip(n.nv12.host_planes(), p.yuv, strict=True):
+            assert np.array_equal(got, want)
+    odd = Generated(Inverted(Located(Frame(2, 6, 0.2, np.full((41, 60, 3), 9, np.uint8)), []), []), [])
+    (out,) = paste([odd], PasteConfig(), device=torch.device("cpu"), nv12=True)
+    assert out.nv12 is None and out.yuv[0].shape == (41, 60)

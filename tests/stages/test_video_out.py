@@ -344,3 +344,94 @@ def test_real_clip_roundtrip(media_dir, tmp_path):
     assert (info.width, info.height) == (376, 352) and not info.has_audio
     frames = list(read(out))
     assert len(frames) == 15 and frames[0].time == pytest.approx(0.0, abs=1 / 15)
+
+
+# ---- NV12 frames: the NVENC zero-copy route (CUDA) and its host fallback
+
+class _Event:
+    """Stands in for the CUDA event an NV12 buffer carries; counts the waits."""
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def synchronize(self) -> None:
+        self.waits += 1
+
+
+def _nv12(i: int, ready=None):
+    import torch
+
+    from pipeline.media.yuv import NV12, rgb_to_nv12
+
+    made = rgb_to_nv12(torch.from_numpy(np.ascontiguousarray(upright_picture(i, (64, 48)))))
+    return NV12(made.buffer, made.width, made.height, ready)
+
+
+def test_nv12_frames_are_waited_for_and_written_like_planes(tmp_path):
+    """write_nv12 (from_dlpack, no copy) waits on each buffer's event in the encode thread and writes
+    the same pictures as write_yuv; a buffer of another size is refused."""
+    from pipeline.media.yuv import NV12
+
+    src = make_clip(tmp_path / "in.mkv", size=(64, 48), frames=3, codec="ffv1", pix_fmt="bgr0")
+    info = probe(src)
+    events = [_Event() for _ in range(3)]
+    with VideoWriter(tmp_path / "nv12.mkv", VideoOutConfig(codec="ffv1"), info) as writer:
+        for i, event in enumerate(events):
+            writer.write_nv12(_nv12(i, event), i)
+        with pytest.raises(ValueError, match="expected NV12"):
+            writer.write_nv12(NV12(_nv12(0).buffer, 62, 48), 3)
+    with VideoWriter(tmp_path / "planes.mkv", VideoOutConfig(codec="ffv1"), info) as writer:
+        for i in range(3):
+            writer.write_yuv(*_nv12(i).host_planes(), i)
+    assert [e.waits for e in events] == [1, 1, 1]
+    decoded = {}
+    for name in ("nv12", "planes"):
+        with av.open(str(tmp_path / f"{name}.mkv")) as c:
+            decoded[name] = [(f.pts, f.to_ndarray(format="yuv420p")) for f in c.decode(video=0)]
+    assert len(decoded["nv12"]) == 3
+    for (pa, a), (pb, b) in zip(decoded["nv12"], decoded["planes"], strict=True):
+        assert pa == pb and np.array_equal(a, b)
+
+
+def test_nv12_out_frames_on_a_cpu_take_the_host_copy_route(tmp_path):
+    """write() with OutFrames carrying NV12 in host memory (or for an encoder that cannot read device
+    frames) copies the planes down and writes them as write_yuv: same file as YUV OutFrames."""
+    from pipeline.records import OutFrame
+
+    src = make_clip(tmp_path / "in.mkv", size=(64, 48), frames=3, codec="ffv1", pix_fmt="bgr0")
+    info = probe(src)
+    cfg = VideoOutConfig(codec="ffv1")
+    nv12 = [OutFrame(i, 2 * i, i / 10, None, nv12=_nv12(i)) for i in range(3)]
+    yuv = [OutFrame(i, 2 * i, i / 10, None, yuv=_nv12(i).host_planes()) for i in range(3)]
+    assert nv12[0].size == (64, 48) and not video_out._device_frames(nv12[0], cfg)
+    write(nv12, tmp_path / "nv12.mkv", cfg, info)
+    write(yuv, tmp_path / "yuv.mkv", cfg, info)
+    with av.open(str(tmp_path / "nv12.mkv")) as a, av.open(str(tmp_path / "yuv.mkv")) as b:
+        fa, fb = list(a.decode(video=0)), list(b.decode(video=0))
+    assert [f.pts for f in fa] == [f.pts for f in fb] and len(fa) == 3
+    assert all(np.array_equal(x.to_ndarray(format="yuv420p"), y.to_ndarray(format="yuv420p"))
+               for x, y in zip(fa, fb, strict=True))
+
+
+def test_device_frames_writer_has_a_cuda_stream_opened_by_the_first_frame(tmp_path, monkeypatch):
+    """device_frames (NVENC reading CUDA NV12): the stream's format is ``cuda`` and neither the
+    encoder nor the header is opened with the writer; PyAV opens the encoder on the first frame, with
+    that frame's hardware frames context. (The encoding itself needs an NVIDIA GPU.)"""
+    monkeypatch.setattr("pipeline.media.encoders._pyav_hardware", lambda *a: None)   # no NVENC here
+    src = make_clip(tmp_path / "in.mkv", size=(64, 48), frames=1, codec="ffv1", pix_fmt="bgr0")
+    info = probe(src)
+    cfg = VideoOutConfig(codec="h264_nvenc")
+    with av.open(str(tmp_path / "probe.mp4"), "w") as out:
+        stream = video_out._add_video_stream(out, cfg, info, (64, 48), device_frames=True)
+        assert stream.codec_context.pix_fmt == "cuda" and not stream.codec_context.is_open
+    (tmp_path / "probe.mp4").unlink(missing_ok=True)
+    for device_frames in (True, False):
+        writer = VideoWriter(tmp_path / "out.mp4", cfg if device_frames else VideoOutConfig(codec="ffv1"), info,
+                             device_frames=device_frames)
+        writer.open()
+        try:
+            (partial,) = [p for p in tmp_path.iterdir() if ".partial" in p.name]
+            assert (partial.stat().st_size == 0) == device_frames          # no header before the first frame
+        finally:
+            writer.abort()
+    assert _leftovers(tmp_path) == []
