@@ -217,6 +217,7 @@ class VideoWriter(WriterBase):
                  *, start: float | None = None, end: float | None = None, device_frames: bool = False) -> None:
         super().__init__(dst, cfg, like, audio_from, size, start=start, end=end)
         self.device_frames = device_frames
+        self._cuda = None                       # av.video.frame.CudaContext, made on the first CUDA frame
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -307,7 +308,12 @@ class VideoWriter(WriterBase):
         out_pts = self._timeline.place(pts, time_base)
         if out_pts is None:
             return
-        frame = av.VideoFrame.from_dlpack((planes.y, planes.uv), format="nv12")
+        on_gpu = {}
+        if planes.buffer.device.type == "cuda":     # one FFmpeg CUDA context (the primary one) per writer
+            if self._cuda is None:
+                self._cuda = av.video.frame.CudaContext(device_id=planes.buffer.device.index or 0, primary_ctx=True)
+            on_gpu = {"cuda_context": self._cuda}
+        frame = av.VideoFrame.from_dlpack((planes.y, planes.uv), format="nv12", **on_gpu)
         frame.colorspace, frame.color_range = COLORSPACE_BT709, COLOR_RANGE_LIMITED
         if planes.ready is not None:
             frame.opaque = planes.ready
