@@ -105,11 +105,11 @@ def face_images(faces: Sequence[tuple[Located, FaceCrop]], kind: str, device: to
     ``kind="crop"``: the ``x1`` crops; ``"aligned"``: the 256x256 aligned faces.
 
     A face that carries host pixels (the host route, or records built by another runner) goes up as
-    in :func:`to_images` (so the host route is unchanged); the others (:class:`~pipeline.records.UncutFace`)
-    are cut from their frame
-    (:func:`frame_on`) on the device in one batched warp (:func:`pipeline.face.warp.warp_many`), rounded
-    to whole levels as the host route's uint8 pixels are. An aligned face that only the host route
-    cuts exactly (:func:`pipeline.face.warp.needs_host_align`: shrunk or padded first) is aligned on the host.
+    in :func:`to_images`, so the host route is unchanged. The others
+    (:class:`~pipeline.records.UncutFace`) are cut from their frame (:func:`frame_on`) on the device
+    in one batched warp (:func:`pipeline.face.warp.warp_many`) and rounded to whole levels, as the
+    host route's uint8 pixels are. An aligned face that only the host route cuts exactly
+    (:func:`pipeline.face.warp.needs_host_align`: shrunk or padded first) is aligned on the host.
     """
     if kind not in ("crop", "aligned"):
         raise ValueError(f"kind must be 'crop' or 'aligned', got {kind!r}")
@@ -137,7 +137,8 @@ def face_images(faces: Sequence[tuple[Located, FaceCrop]], kind: str, device: to
         return cut
     out = torch.empty((len(faces), *cut.shape[1:]), dtype=dtype, device=device)
     out[todo] = cut
-    rest = [i for i in range(len(faces)) if i not in set(todo)]
+    cut_here = set(todo)
+    rest = [i for i in range(len(faces)) if i not in cut_here]
     out[rest] = to_images([host[i] for i in rest], device, dtype)
     return out
 
