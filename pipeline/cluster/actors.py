@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cluster.config import RAY_INSTALL_HINT, RayConfig
-from pipeline.errors import FacestyleError, InputError, UsageError
+from pipeline.errors import FacestyleError, InputError, NoFaceError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def connect(cfg: RayConfig) -> Connection:
         return Connection(ray, owned=False)
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "include_dashboard": False}
     try:
-        if cfg.address == "local":
-            ray.init(_node_ip_address="127.0.0.1", **quiet)
+        if cfg.address == "local":              # a new instance, even when a cluster runs on this machine
+            ray.init(address="local", _node_ip_address="127.0.0.1", **quiet)
         else:
             host = cfg.address.split("://")[-1].split(":")[0]
             loopback = {"_node_ip_address": "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {}
@@ -94,17 +94,27 @@ class Worker:
 
         return len(code_chunk(src, self.cfg.video_in, chunk, plans, requests, self.model, self.cfg, out))
 
-    def render_chunk(self, src: Path, info: Any, chunk: Any, plans: list, codes: dict, segment: Path) -> int:
+    def render_chunk(self, src: Path, info: Any, chunk: Any, plans: list, codes: dict, segment: Path,
+                     report: Path | None = None) -> int:
         from pipeline.cluster.work import render_chunk
 
-        return render_chunk(src, info, self.cfg.video_in, chunk, plans, codes, self.model, self.cfg, segment)
+        return render_chunk(src, info, self.cfg.video_in, chunk, plans, codes, self.model, self.cfg, segment,
+                            report)
 
-    def convert_file(self, src: Path, dst: Path) -> dict:
+    def convert_file(self, src: Path, dst: Path, report: Path | None = None) -> dict:
+        """A plain ``convert`` of a whole file (a photo, or a clip of about one chunk); ``report``: a
+        :class:`~pipeline.cluster.work.FrameReport` file for the frames written. A clip without a face
+        comes back as ``{"no_face": message}`` (not an error: trying again would not help)."""
+        from pipeline.cluster.work import FrameReport
         from pipeline.convert import convert_file
 
-        result = convert_file(src, dst, self.model, self.detector, self.cfg)
+        try:
+            result = convert_file(src, dst, self.model, self.detector, self.cfg, FrameReport(report))
+        except NoFaceError as err:
+            return {"no_face": str(err)}
         return {"frames_in": result.frames_in, "frames_out": result.frames_out,
-                "frames_with_face": result.frames_with_face, "damage": result.damage}
+                "frames_with_face": result.frames_with_face, "damage": result.damage,
+                "repairs": list(result.repairs)}
 
 
 def start_workers(conn: Connection, cfg: RayConfig, options: Any) -> list:
@@ -156,7 +166,8 @@ def _cause(err: Exception) -> Exception:
 
 def probe_storage(conn: Connection, work_dir: Path, paths: list[Path]) -> None:
     """Check on every live node that ``paths`` exist with the same sizes and that ``work_dir`` is the
-    same folder (a token written here is read there).
+    same folder (a token written here is read there). The driver's own node needs no check (it wrote
+    the token and measured the sizes), so on ``--ray local`` no probe task (no process) starts.
 
     Raises:
         InputError: a node sees other files (one line naming the node and the first path).
@@ -169,12 +180,13 @@ def probe_storage(conn: Connection, work_dir: Path, paths: list[Path]) -> None:
     probe = work_dir / f".probe-{token}"
     probe.write_text(token)
     expect = {str(p): p.stat().st_size for p in paths}
+    here = ray.get_runtime_context().get_node_id()
     try:
         task = ray.remote(num_cpus=0, max_retries=0)(_probe)
         refs = {node["NodeManagerAddress"] + "/" + node["NodeID"][:8]:
                 task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                 .remote(str(probe), token, expect)
-                for node in ray.nodes() if node.get("Alive")}
+                for node in ray.nodes() if node.get("Alive") and node["NodeID"] != here}
         for name, ref in refs.items():
             problem = ray.get(ref, timeout=120)
             if problem:

@@ -5,7 +5,15 @@ A clip goes: face finding per span (parallel) -> tracking over the whole clip (d
 pass per chunk (parallel) -> holding and smoothing the codes over the whole clip (driver) ->
 rendering per chunk into segments (parallel) -> stitching (driver). Face finding and codes results
 are kept in the job folder, and every rendered chunk leaves a receipt, so a rerun redoes only what
-is missing. A photo is one task (the worker runs the plain ``convert_file``).
+is missing.
+
+A clip that is one face-finding span (at most 1.25 chunks long) has no seam to plan: one worker
+converts it whole with the plain ``convert_file`` (face finding overlapped with the model, each frame
+decoded once), and it counts as one chunk. A photo is one such task too.
+
+Progress: the workers count the frames they write into files in the job folder
+(:class:`pipeline.cluster.work.FrameReport`); :meth:`Job.take`, which the scheduler calls at least
+once a second, reads them, so the bar moves per frame over all workers.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ from pipeline.cluster.chunks import Chunk, WorkFolder, file_identity, find_spans
 from pipeline.cluster.config import RayConfig
 from pipeline.cluster.plan import FoundSpan, code_requests, final_codes, track_clip
 from pipeline.cluster.stitch import end_of_video, stitch
-from pipeline.cluster.work import load_pickle
+from pipeline.cluster.work import load_pickle, read_report
 from pipeline.convert import ConvertConfig, ConvertResult
 from pipeline.errors import NoFaceError, OutputError
 from pipeline.media.media_info import is_image_path
@@ -33,6 +41,8 @@ from pipeline.stages import video_in, video_out
 from pipeline.stages.smooth import ShotDetector
 
 log = logging.getLogger(__name__)
+
+POLL_S = 0.25           # the frame counts of running tasks are read at most this often
 
 
 @dataclass
@@ -70,11 +80,41 @@ class Job:
         self.outstanding = 0
         self.finished = False
         self.t0 = time.monotonic()
+        self.progress: Callable[[int], None] = lambda n: None
+        self.watched: dict[Path, list[int]] = {}       # report file -> [frames shown, frames at most]
+        self.t_poll = 0.0
 
     def take(self) -> list[Task]:
+        """The tasks ready to run (and, on the way, the frames the running ones wrote since the last
+        call go to the progress bar)."""
+        self._poll()
         tasks, self.ready = self.ready, []
         self.outstanding += len(tasks)
         return tasks
+
+    def _watch(self, report: Path, frames: int) -> Path:
+        """Show the frames a task counts into ``report`` (at most ``frames``) as it writes them."""
+        report.unlink(missing_ok=True)
+        self.watched[report] = [0, frames]
+        return report
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        if not self.watched or now - self.t_poll < POLL_S:
+            return
+        self.t_poll = now
+        for report, (shown, most) in self.watched.items():
+            frames = min(read_report(report), most)
+            if frames > shown:
+                self.watched[report][0] = frames
+                self.progress(frames - shown)
+
+    def _settle(self, report: Path, frames: int) -> None:
+        """The task that counted into ``report`` wrote ``frames`` in all: show the rest."""
+        shown, _ = self.watched.pop(report, [0, 0])
+        report.unlink(missing_ok=True)
+        if frames > shown:
+            self.progress(frames - shown)
 
     def task_done(self, task: Task, value: Any) -> None:
         self.outstanding -= 1
@@ -98,6 +138,8 @@ class Job:
 class PhotoJob(Job):
     def start(self, progress: Callable[[int], None]) -> None:
         def done(value: dict) -> None:
+            if "no_face" in value:
+                raise NoFaceError(value["no_face"])
             self.result.dst = self.dst
             for k, v in value.items():
                 setattr(self.result, k, v)
@@ -120,6 +162,13 @@ class ClipJob(Job):
         self.found: list[FoundSpan | None] = []
         self.chunks: list[Chunk] = []
         self.render_left = 0
+        self.t_phase = time.monotonic()
+
+    def _phase(self, what: str) -> None:
+        """Log how long the phase that ends now took (the driver's view: tasks and its own passes)."""
+        now = time.monotonic()
+        log.info("%s: %s in %.2f s", self.src.name, what, now - self.t_phase)
+        self.t_phase = now
 
     @property
     def vin(self) -> video_in.VideoInConfig:
@@ -140,11 +189,35 @@ class ClipJob(Job):
         self.progress = progress
         self.folder.path.mkdir(parents=True, exist_ok=True)
         self.spans = find_spans(self.vin.start, self.vin.end, self.info.duration, self.rcfg.chunk_seconds)
+        if len(self.spans) == 1:
+            self._convert_whole()
+            return
         self.found = [None] * len(self.spans)
         fps = float(self.info.fps or 25)
         for k, span in enumerate(self.spans):
             guess = 0 if self.cfg.face.detect_every == 1 else round(((span.start or 0) - (self.vin.start or 0)) * fps)
             self._find(k, guess)
+
+    def _convert_whole(self) -> None:
+        """One worker converts the clip as a plain run (see the module docstring)."""
+        expected = self.expected_frames()
+        report = self._watch(self.folder.file("progress_whole"), expected or 2**62)
+        self.result.chunks["total"] = 1
+
+        def done(value: dict) -> None:
+            if "no_face" in value:
+                self._settle(report, 0)
+                raise NoFaceError(value["no_face"])
+            self._settle(report, value["frames_out"])
+            for k, v in value.items():
+                setattr(self.result, k, v)
+            self.result.dst = self.dst
+            self.result.chunks["rendered"] = 1
+            self._remove_folder()
+            self._phase("converted whole")
+            self.finish()
+
+        self.ready.append(Task(self, "convert_file", (self.src, self.dst, report), f"{self.src.name} (whole)", done))
 
     def _find(self, k: int, first_index: int) -> None:
         out = self.folder.file(f"found_{k:04d}.pkl")
@@ -185,6 +258,7 @@ class ClipJob(Job):
 
     def _plan(self) -> None:
         cfg, info = self.cfg, self.info
+        self._phase("faces found")
         self.plans = track_clip(self.found, (info.width, info.height), info.fps, cfg)
         self.hists = np.concatenate([f.hists for f in self.found])
         damage = [f.damage for f in self.found if f.damage]
@@ -219,6 +293,7 @@ class ClipJob(Job):
         if not self.todo:
             self._stitch()
             return
+        self._phase("tracked and planned")
         asked: dict[int, list[tuple[int, int]]] = {c.number: [] for c in self.chunks}
         starts = [c.first for c in self.chunks]
         for index, track in code_requests(self.plans, self.hists, cfg):
@@ -242,6 +317,7 @@ class ClipJob(Job):
         self.codes_left -= 1
         if self.codes_left:
             return
+        self._phase("codes pass")
         starts = [c.first for c in self.chunks]
         cache: dict[int, dict] = {}
 
@@ -267,6 +343,7 @@ class ClipJob(Job):
         while current < len(self.chunks):
             self._submit_render(todo.get(current), collected)
             collected, current = {}, current + 1
+        self._phase("codes held and smoothed")
 
     def _submit_render(self, chunk: Chunk | None, codes: dict) -> None:
         if chunk is None:
@@ -274,17 +351,20 @@ class ClipJob(Job):
         segment = self.folder.segment(chunk, self.dst.suffix)
         n = sum(1 for p in self.plans[chunk.first:chunk.stop] if p.kept)
 
+        report = self._watch(self.folder.file(f"progress_{chunk.number:04d}"), n)
+
         def done(written: int) -> None:
             if written != n:
                 raise OutputError(f"{self.src}: {self._describe(chunk)}: wrote {written} of {n} frames")
             self.folder.write_receipt(chunk, segment)
             self.result.chunks["rendered"] += 1
-            self.progress(n)
+            self._settle(report, n)
             self.render_left -= 1
             if self.render_left == 0:
+                self._phase("rendered")
                 self._stitch()
 
-        args = (self.src, self.info, chunk, self.plans[chunk.first:chunk.stop], codes, segment)
+        args = (self.src, self.info, chunk, self.plans[chunk.first:chunk.stop], codes, segment, report)
         self.ready.append(Task(self, "render_chunk", args, self._describe(chunk), done))
 
     # -- stitching -------------------------------------------------------------------------
@@ -293,8 +373,17 @@ class ClipJob(Job):
         segments = [self.folder.segment(c, self.dst.suffix) for c in self.chunks
                     if any(p.kept for p in self.plans[c.first:c.stop])]
         video_end = end_of_video(self.info, [p.pts for p in self.plans if p.kept], self.vin.start, self.vin.end)
+        repairs: list[str] = []
         self.result.dst = stitch(segments, self.dst, self.info, self.cfg.video_out, audio_from=self.src,
-                                 start=self.vin.start, end=self.vin.end, video_end=video_end)
+                                 start=self.vin.start, end=self.vin.end, video_end=video_end, notes=repairs)
+        self.result.repairs = repairs
+        damage = ([self.result.damage] if self.result.damage else []) + [f"{self.src}: {r}" for r in repairs]
+        self.result.damage = "; ".join(damage) if damage else None
+        self._remove_folder()
+        self._phase("stitched")
+        self.finish()
+
+    def _remove_folder(self) -> None:
         if not self.rcfg.keep_work:
             shutil.rmtree(self.folder.path, ignore_errors=True)
             if self.rcfg.work_dir is None:
@@ -302,7 +391,6 @@ class ClipJob(Job):
                     self.folder.path.parent.rmdir()     # the default hidden folder, when now empty
                 except OSError:
                     pass
-        self.finish()
 
 
 def make_job(src: Path, dst: Path, cfg: ConvertConfig, rcfg: RayConfig, model_id: object) -> Job:

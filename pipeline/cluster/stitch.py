@@ -5,7 +5,8 @@ plain run's timestamps (source pts shifted by ``--start``), so its packets go in
 unchanged; only the last frame of each segment gets its real duration back (up to the next
 segment's first frame; the encoder of a segment could not know it). The audio (and subtitles) of the
 source are carried over once by :class:`pipeline.media.remux.Passthrough`, cut where the plain run
-cuts them, and the file appears atomically (:mod:`pipeline.media.atomic`).
+cuts them, and the file appears atomically (:mod:`pipeline.media.atomic`). A damaged audio or
+subtitle stream is repaired as the plain run repairs it, and the same notes say so.
 """
 from __future__ import annotations
 
@@ -35,10 +36,13 @@ def end_of_video(info: VideoInfo, pts: Sequence[int], start: float | None, end: 
 
 
 def stitch(segments: Sequence[Path], dst: Path, info: VideoInfo, cfg: VideoOutConfig, *,
-           audio_from: Path | None, start: float | None, end: float | None, video_end: float) -> Path:
+           audio_from: Path | None, start: float | None, end: float | None, video_end: float,
+           notes: list[str] | None = None) -> Path:
     """Remux ``segments`` (in order) into ``dst`` with the audio of ``audio_from``; see the module docstring.
 
-    ``video_end``: source seconds where the video ends (:func:`end_of_video`).
+    ``video_end``: source seconds where the video ends (:func:`end_of_video`). ``notes``, when given,
+    gets one line per stream repaired because the source was damaged (as
+    :func:`pipeline.stages.video_out.write`'s ``notes``).
 
     Raises:
         OutputError: no segments, or the file cannot be written.
@@ -48,7 +52,7 @@ def stitch(segments: Sequence[Path], dst: Path, info: VideoInfo, cfg: VideoOutCo
     target = check_destination(dst, cfg.overwrite)
     tmp = reserve_temp(target)
     try:
-        _remux(segments, tmp, info, cfg, audio_from, start, end, video_end)
+        _remux(segments, tmp, info, cfg, audio_from, start, end, video_end, [] if notes is None else notes)
         commit(tmp, target, cfg.overwrite)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
@@ -69,7 +73,7 @@ def _first_pts(path: Path) -> int:
 
 
 def _remux(segments: Sequence[Path], tmp: Path, info: VideoInfo, cfg: VideoOutConfig, audio_from: Path | None,
-           start: float | None, end: float | None, video_end: float) -> None:
+           start: float | None, end: float | None, video_end: float, notes: list[str]) -> None:
     options = {"movflags": "+faststart"} if tmp.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
     firsts = [_first_pts(s) for s in segments[1:]]
     timeline = Timeline(info, start, end)
@@ -84,6 +88,7 @@ def _remux(segments: Sequence[Path], tmp: Path, info: VideoInfo, cfg: VideoOutCo
             out.metadata["creation_time"] = info.creation_time
         if audio_from is not None and cfg.keep_audio:
             passthrough = Passthrough(out, audio_from, timeline.origin_s, timeline.end_s, mux=mux)
+            notes.extend(passthrough.notes)
         out.start_encoding()
         for i, seg in enumerate(segments):
             with av.open(str(seg)) as src:

@@ -9,12 +9,18 @@
 
 Every pass checks that it decoded the frames face finding saw (same count and timestamps), so a
 chunk never silently loses or doubles a frame.
+
+Progress: a pass that writes frames counts them into a small file in the job folder
+(:class:`FrameReport`), which the driver reads about once a second (the folder is on shared storage,
+so no other channel is needed).
 """
 from __future__ import annotations
 
 import logging
+import os
 import pickle
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,9 +129,9 @@ def code_chunk(src: Path, vin: video_in.VideoInConfig, chunk: Chunk, plans: Sequ
 
 def render_chunk(src: Path, info: video_in.VideoInfo, vin: video_in.VideoInConfig, chunk: Chunk,
                  plans: Sequence[FramePlan], codes: dict[tuple[int, int], torch.Tensor], model: StyleGANEX,
-                 cfg: ConvertConfig, segment: Path) -> int:
+                 cfg: ConvertConfig, segment: Path, report: Path | None = None) -> int:
     """Render the chunk's kept frames and encode them to ``segment`` (atomically); returns the frames
-    written (0: none kept, no segment)."""
+    written (0: none kept, no segment). ``report``: a :class:`FrameReport` file for the frames done."""
     from pipeline.convert import render
 
     kept = {p.index: p for p in plans if p.kept}
@@ -142,9 +148,58 @@ def render_chunk(src: Path, info: video_in.VideoInfo, vin: video_in.VideoInConfi
 
     seg_cfg = replace(cfg.video_out, overwrite=True, keep_audio=False)
     with cfg.precision.context(model.latent_avg.device):
-        out = render(coded(), model, cfg)
+        out = FrameReport(report).counted(render(coded(), model, cfg))
         video_out.write(out, segment, seg_cfg, info, audio_from=None, start=vin.start, end=vin.end)
     return len(kept)
+
+
+class FrameReport:
+    """Frames written so far by one task, counted into ``path`` (an integer, replaced atomically) at
+    most every ``interval`` seconds and at the end; usable as a :class:`pipeline.progress.Progress`.
+    ``path`` None: counts only."""
+
+    def __init__(self, path: Path | None, interval: float = 0.25) -> None:
+        self.path, self.interval = path, interval
+        self.frames = 0
+        self.last = 0.0
+
+    def start(self, name: str, total: int | None) -> None:
+        self.frames, self.last = 0, 0.0
+        self._write()
+
+    def update(self, n: int = 1) -> None:
+        self.frames += n
+        if time.monotonic() - self.last >= self.interval:
+            self._write()
+
+    def finish(self, **summary: object) -> None:
+        self._write()
+
+    def counted(self, items: Iterable) -> Iterator:
+        """``items`` passed on, each counted as one frame (the end written too)."""
+        for item in items:
+            self.update(1)
+            yield item
+        self._write()
+
+    def _write(self) -> None:
+        self.last = time.monotonic()
+        if self.path is None:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(str(self.frames))
+            tmp.replace(self.path)
+        except OSError as err:              # progress only: never fail the work for it
+            log.debug("%s: cannot write progress (%s)", self.path, err)
+
+
+def read_report(path: Path) -> int:
+    """The frame count a :class:`FrameReport` left in ``path`` (0 when there is none yet)."""
+    try:
+        return int(path.read_text() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def load_pickle(path: Path) -> object:

@@ -1,8 +1,11 @@
 """``--ray`` renders the same frames as a plain ``facestyle convert``: chunks of about a second (many
-seams) on a simulated cluster of two one-GPU nodes; a node lost mid-run; the driver killed and the
-command run again (only the missing chunks render); a folder over two workers."""
+seams) on a simulated cluster of two one-GPU nodes, the progress moving per frame; a clip of one chunk
+converted whole; a node lost mid-run; the driver killed and the command run again (only the missing
+chunks render); a folder over two workers."""
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 import threading
@@ -15,6 +18,7 @@ import pytest
 
 from pipeline.cluster import RayConfig, convert_on_ray
 from pipeline.options import ConvertOptions
+from pipeline.progress import JsonProgress
 from tests.clips import face_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +61,18 @@ def audio_packets(path: Path) -> list[bytes]:
         return [bytes(p) for p in c.demux(audio=0) if p.size]
 
 
+def json_events(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def assert_progress_per_frame(events: list[dict], result) -> None:
+    """The bar reached the frames written, moving more than once per chunk (frames as they render)."""
+    steps = [e["frame"] for e in events if e["event"] == "progress"]
+    assert steps == sorted(steps) and steps[-1] == result.frames_out
+    assert len(steps) > result.chunks["rendered"]
+    assert events[-1]["event"] == "done" and events[-1]["chunks"] == result.chunks
+
+
 def assert_same(a: Path, b: Path) -> None:
     fa, fb = frames(a), frames(b)
     assert [p for p, _ in fa] == [p for p, _ in fb]                       # timestamps
@@ -69,12 +85,30 @@ def assert_same(a: Path, b: Path) -> None:
                          ids=["smoothed", "first-frame", "smoothed-start-end", "first-frame-start"])
 def test_ray_frames_equal_plain_convert(cluster, clip, tiny_ckpt_path, tmp_path, changes):
     opts = options(tiny_ckpt_path, **changes)
-    out = tmp_path / "ray.mkv"
-    [result] = convert_on_ray([(clip, out)], opts, RayConfig(cluster[0].address, chunk_seconds=1.0))
+    out, stream = tmp_path / "ray.mkv", io.StringIO()
+    [result] = convert_on_ray([(clip, out)], opts, RayConfig(cluster[0].address, chunk_seconds=1.0),
+                              JsonProgress(stream, interval=0))
     assert result.ok, result.error
     assert result.chunks["total"] >= 2 and result.chunks["rendered"] == result.chunks["total"]
     assert_same(plain(clip, opts, tmp_path.parent), out)
     assert not list(tmp_path.glob(".*facestyle-ray*"))                    # the work folder is gone
+    assert_progress_per_frame(json_events(stream), result)
+
+
+def test_clip_of_one_chunk_is_converted_whole(cluster, clip, tiny_ckpt_path, tmp_path):
+    """4 s with chunks of 10 s: one worker runs the plain convert (no seam to plan); frames equal."""
+    opts = options(tiny_ckpt_path)
+    out, stream = tmp_path / "ray.mkv", io.StringIO()
+    [result] = convert_on_ray([(clip, out)], opts, RayConfig(cluster[0].address, chunk_seconds=10.0),
+                              JsonProgress(stream, interval=0))
+    assert result.ok, result.error
+    assert result.chunks == {"total": 1, "reused": 0, "rendered": 1}
+    assert (result.frames_in, result.frames_out, result.frames_with_face) == (FRAMES, FRAMES, FRAMES)
+    assert_same(plain(clip, opts, tmp_path.parent), out)
+    assert not list(tmp_path.glob(".*facestyle-ray*"))
+    events = json_events(stream)
+    assert events[0] == {"event": "start", "file": clip.name, "total": FRAMES}
+    assert_progress_per_frame(events, result)
 
 
 def test_node_lost_mid_run(cluster, clip, tiny_ckpt_path, tmp_path, caplog):
@@ -149,7 +183,7 @@ def test_folder_of_three_clips_over_two_workers(cluster, face_photo, tiny_ckpt_p
     assert_same(plain(inbox / "b.mp4", opts, tmp_path), pairs[1][1])
 
 
-def test_no_face_is_decided_for_the_whole_clip(cluster, tiny_ckpt_path, tmp_path):
+def test_no_face_is_decided_for_the_whole_clip(cluster, tiny_ckpt_path, tmp_path, caplog):
     from tests.clips import make_clip
 
     src = make_clip(tmp_path / "blank.mp4", frames=20, size=(64, 48), fps=10)
@@ -159,4 +193,8 @@ def test_no_face_is_decided_for_the_whole_clip(cluster, tiny_ckpt_path, tmp_path
     [passed] = convert_on_ray([(src, tmp_path / "y.mkv")], options(tiny_ckpt_path, no_face="pass"),
                               RayConfig(cluster[0].address, chunk_seconds=0.5))
     assert passed.ok and passed.frames_out == 20 and passed.chunks["total"] >= 2
+    [whole] = convert_on_ray([(src, tmp_path / "z.mkv")], options(tiny_ckpt_path),      # one chunk: converted whole
+                             RayConfig(cluster[0].address, chunk_seconds=10.0))
+    assert not whole.ok and "no face found in 20 frame(s)" in whole.error
+    assert "trying again" not in caplog.text                       # not retried: it would find no face again
 
