@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.model import fused
 from pipeline.model.arch import C1, C2, C3, C21, C22, C128, UNITS_PER_STAGE, Arch
 from pipeline.model.layers import EqualLinear
 
@@ -109,15 +110,17 @@ class FusionLayer(nn.Module):
     def forward(self, feat: Tensor, out: Tensor, skip: Tensor | None,
                 editing_w: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """``feat`` [B, C_in, H, W], ``out`` [B, C_out, H, W], ``editing_w`` one W+ row [1 or B, style_dim]."""
-        x = self.transform(feat)
+        route = fused.on_route(out)
+        x = fused.module_conv(self.transform[0], feat, slope=0.01) if route else self.transform(feat)
         if self.use_att and editing_w is not None:
             label = self.linear(editing_w)                               # [1 or B, C_out]
             z = self.norm(torch.cat([out, (out - x).abs()], dim=1), label)
             x = x * torch.tanh(F.relu(self.conv(z)))
-        fused = self.fusion_out(torch.cat([out, x], dim=1))
+        merged = torch.cat([out, x], dim=1)
+        out = fused.module_conv(self.fusion_out, merged) if route else self.fusion_out(merged)
         if self.use_skip_torgb:
             skip = self.fusion_skip(torch.cat([skip, x], dim=1))
-        return fused, skip
+        return out, skip
 
 
 class ResnetBlock(nn.Module):

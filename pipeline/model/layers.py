@@ -5,16 +5,25 @@ Modulation is applied to the activations rather than to a per-sample copy of the
 are equal up to rounding): ``conv(x * s, W) * d`` instead of ``conv(x, W * s * d)`` per sample. That
 keeps one shared weight, so the convolution is a plain batched conv, not a grouped one, and no
 weight is re-laid out per call. Constant blur kernels are recreated here rather than loaded.
+
+Under bf16 autocast on a CPU (``--precision bf16``) the styled convs and ToRGBs take
+:mod:`pipeline.model.fused`'s route instead (:meth:`ModulatedConv2d.forward_fused`): bias and
+activation inside oneDNN's convolution, bf16 weights packed once and kept (about 110 MB for the
+official generator and fusion blocks). float32 never takes it.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kernels import fused_leaky_relu, fused_leaky_relu_, upfirdn2d
+from kernels.bias_act import SQRT2
+from pipeline.model import fused
 
 # outer([1, 3, 3, 1]) / 64: the StyleGAN2 resampling filter (x4 when it follows a x2 upsample)
 _FIR = torch.tensor([1.0, 3.0, 3.0, 1.0])
@@ -125,6 +134,66 @@ class ModulatedConv2d(nn.Module):
             out = out.mul_(demod) if in_place else out * demod
         return out
 
+    def forward_fused(self, x: Tensor, style: Tensor, bias: Tensor, lrelu: bool = True) -> Tensor:
+        """bf16 CPU route (:func:`fused.on_route`): ``forward(x, style) + bias``, then with ``lrelu``
+        ``sqrt(2) * leaky_relu(., 0.2)``; bf16 out.
+
+        The gain is folded into the weight and bias (leaky ReLU is positively homogeneous). A shared
+        style gets the modulated, demodulated bf16 weight, packed for oneDNN and kept while the style,
+        parameters and input shape stay the same (a clip's first-frame codes), and the bias and
+        activation run inside the last convolution. Per-sample styles scale the activations and use
+        the kept ``W * scale``; demodulation, bias and gain then take one pass and the activation a
+        second, in place.
+        """
+        gain, slope = (SQRT2, 0.2) if lrelu else (1.0, None)
+        params = fused.versions(self.weight, self.modulation.weight, self.modulation.bias)
+        if style.shape[0] == 1 or bool((style == style[:1]).all()):
+            key = (style[:1], params)
+            return self._fused_conv(x, lambda: (self._modulated(style[:1]) * gain).to(fused.BF16), key,
+                                    bias * gain, slope)
+        s = self.modulation(style)                                          # [B, C_in]
+        x = x * s.to(fused.BF16)[:, :, None, None]
+        make_w = lambda: (self.weight[0].detach() * self.scale).to(fused.BF16)  # noqa: E731
+        if not self.demodulate:
+            return self._fused_conv(x, make_w, params, bias * gain, slope)
+        wsq = fused.memo(self, "_wsq", params, lambda: (self.weight[0].detach() * self.scale).square().sum(dim=(2, 3)))
+        demod = torch.rsqrt(s.float().square() @ wsq.t() + 1e-8)           # [B, C_out]
+        return fused.scale_bias_lrelu_(self._fused_conv(x, make_w, params), demod * gain, bias * gain, slope)
+
+    def _modulated(self, style: Tensor) -> Tensor:
+        """The weight modulated (and demodulated) by one style ``[1, style_dim]``, as :meth:`forward`
+        makes it: ``[C_out, C_in, k, k]``."""
+        w = self.weight[0] * self.scale * self.modulation(style)[0][None, :, None, None]
+        if self.demodulate:
+            w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3)) + 1e-8)[:, None, None, None]
+        return w
+
+    def _fused_conv(self, x: Tensor, make_w: Callable[[], Tensor], key: Any, bias: Tensor | None = None,
+                    slope: float | None = None) -> Tensor:
+        """:meth:`_conv` on the bf16 route, with the bf16 weight ``make_w()`` made once per ``key``.
+
+        The last convolution gets its weight packed for oneDNN once per key and input shape (no
+        reorder per call) and, with ``bias``, adds it and applies leaky ReLU ``slope`` (None: none).
+        A true x2 upsampling keeps its transposed conv; the bias and activation go into the blur.
+        """
+        d = self.dilation
+        if self.upsample and d == 1:
+            w = fused.memo(self, "_weight", key, make_w)
+            if bias is None or self.in_channel <= FOLD_BLUR_MAX_CHANNELS:
+                out = self._conv(x, w)
+                return out if bias is None else fused.scale_bias_lrelu_(out, None, bias, slope)
+            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)        # [B, C_out, 2H+1, 2W+1]
+            k = (BLUR_4X4 * 4.0).to(out).expand(out.shape[1], 1, 4, 4)     # upfirdn2d's blur (symmetric)
+            return fused.conv(out, k, bias, 1, groups=out.shape[1], slope=slope)   # [B, C_out, 2H, 2W]
+        flip = self.upsample
+        if flip:                                  # the dilated stand-in for upsampling (see _conv)
+            d //= 2
+            x = dilated_blur(x, d, padding=2 * d)                           # [B, C_in, H+2d, W+2d]
+        padding = 0 if flip else (self.kernel_size - 1) // 2 * d
+        w = fused.memo(self, "_packed", (key, x.shape),
+                       lambda: fused.pack(make_w().flip(2, 3) if flip else make_w(), x.shape, padding, d))
+        return fused.conv(x, w, bias, padding, d, slope=slope)
+
     def _conv(self, x: Tensor, w: Tensor) -> Tensor:
         """The (dilated / upsampling) convolution with a shared ``[C_out, C_in, k, k]`` weight."""
         d = self.dilation
@@ -182,6 +251,8 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None and fused.on_route(x):
+            return self.conv.forward_fused(x, style, self.activate.bias)
         return self.activate(self.noise(self.conv(x, style), noise), inplace=True)   # a fresh conv output
 
 
@@ -200,7 +271,10 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: Tensor, style: Tensor, skip: Tensor | None = None) -> Tensor:
-        out = self.conv(x, style) + self.bias
+        if fused.on_route(x):      # bias added by oneDNN; the RGB sum stays float32, as under autocast
+            out = self.conv.forward_fused(x, style, self.bias.view(-1), lrelu=False).float()
+        else:
+            out = self.conv(x, style) + self.bias
         if skip is not None:
             if self.dilation == 1:
                 skip = upsample_rgb(skip)
