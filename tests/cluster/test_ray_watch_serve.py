@@ -1,7 +1,8 @@
 """``facestyle watch --ray`` and ``facestyle serve --ray`` on the simulated cluster (two one-GPU nodes),
 as processes: a clip dropped into the inbox or submitted as a job comes out with the frames of a
 plain ``facestyle convert``; the workers keep the model loaded from one job to the next; a cancelled
-job stops its Ray work and leaves nothing behind; without Ray, ``--ray`` fails at once in one line."""
+job stops its Ray work and leaves nothing behind; SIGTERM puts a running job back in the queue and
+frees the cluster's GPUs; without Ray, ``--ray`` fails at once in one line."""
 from __future__ import annotations
 
 import json
@@ -92,12 +93,13 @@ def stop(proc: subprocess.Popen, log: Path) -> None:
     assert code == 0, log.read_text()
 
 
-def test_watch_on_ray_converts_the_inbox_with_the_frames_of_convert(cluster, root, plain, face_photo, tmp_path):
+def test_watch_on_ray_converts_like_convert_reuses_workers_and_requeues_on_sigterm(cluster, root, plain, face_photo,
+                                                                                   tmp_path):
     sim, ray = cluster
     inbox, outbox, log = tmp_path / "in", tmp_path / "out", tmp_path / "watch.log"
     inbox.mkdir()
     daemon = start(["watch", str(inbox), "-o", str(outbox), "--model", str(root / "tiny.pt"), "--settle", "0.2",
-                    "--poll", "0.1", "--ray", sim.address, *RAY_FLAGS, *FLAGS], log)
+                    "--poll", "0.1", "--on-stop", "requeue", "--ray", sim.address, *RAY_FLAGS, *FLAGS], log)
     try:
         shutil.copy(root / "face.mp4", tmp_path / "face.mp4")
         os.rename(tmp_path / "face.mp4", inbox / "face.mp4")             # appears complete
@@ -107,17 +109,22 @@ def test_watch_on_ray_converts_the_inbox_with_the_frames_of_convert(cluster, roo
         face_clip(face_photo, tmp_path / "second.mp4", frames=6)
         os.rename(tmp_path / "second.mp4", inbox / "second.mp4")
         wait_until(lambda: (inbox / "done" / "second.mp4").exists(), daemon, log, "the second job")
+        shutil.copy(root / "long.mp4", tmp_path / "long.mp4")
+        os.rename(tmp_path / "long.mp4", inbox / "long.mp4")
+        wait_until(lambda: "job 3: converting long.mp4" in log.read_text(), daemon, log, "the third job")
     finally:
-        stop(daemon, log)
+        stop(daemon, log)                                                       # --on-stop requeue: stops job 3
     assert gpus_free(ray)                                                       # its workers stopped on exit
     with Journal(outbox / ".facestyle" / "journal.sqlite", readonly=True) as journal:
         jobs = {Path(j.input).name: j for j in journal.jobs()}
-    assert [jobs["face.mp4"].state, jobs["second.mp4"].state] == ["done", "done"]
+    assert [jobs["face.mp4"].state, jobs["second.mp4"].state, jobs["long.mp4"].state] == ["done", "done", "queued"]
+    assert (inbox / "long.mp4").exists() and not (outbox / "long_tiny.mp4").exists()
     assert jobs["face.mp4"].output == str(out) and jobs["face.mp4"].result["frames_out"] == FRAMES
     assert jobs["second.mp4"].result["frames_out"] == 6
     text = log.read_text()
     assert "reusing 2 worker(s) with the model loaded" in text                # not loaded again for job 2
-    assert not list(outbox.glob(".*facestyle-ray*"))                          # work folders removed
+    assert "job 3: long.mp4 stopped; back in the queue" in text
+    assert not list(outbox.glob(".face_tiny*")) and not list(outbox.glob(".second_tiny*"))  # work folders removed
 
 
 
