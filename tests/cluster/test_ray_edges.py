@@ -4,6 +4,7 @@ output played back), a variable frame rate, detection every third frame with the
 dropped."""
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def packets(path: Path) -> list[av.Packet]:
         return [p for p in c.demux(video=0) if p.size]
 
 
+def seconds(path: Path) -> list[float]:
+    """Each decoded frame's time, to the millisecond (the containers' time bases differ)."""
+    with av.open(str(path)) as c:
+        return [round(float(f.pts * f.time_base), 3) for f in c.decode(video=0)]
+
+
 def test_h264_source_with_b_frames_across_seams(cluster, still, tiny_ckpt_path, tmp_path):
     src = write_clip(tmp_path / "bframes.mp4", drifting(still), frames=30, fps=10, options=ONE_GOP,
                      audio=Tone(amplitude=0.2))
@@ -55,10 +62,10 @@ def test_h264_source_with_b_frames_across_seams(cluster, still, tiny_ckpt_path, 
     run_ray(cluster, src, tmp_path / "ray.mkv", opts)
     assert_same(plain(src, opts, tmp_path), tmp_path / "ray.mkv")
 
-    h264 = options(tiny_ckpt_path, codec="h264")                         # H.264 out: played back alike
+    h264 = replace(options(tiny_ckpt_path), codec="h264")      # H.264 in .mp4 (plain's in .mkv): played back alike
     result = run_ray(cluster, src, tmp_path / "ray.mp4", h264)
     mine, theirs = frames(tmp_path / "ray.mp4"), frames(plain(src, h264, tmp_path))
-    assert [p for p, _ in mine] == [p for p, _ in theirs] and len(mine) == 30
+    assert seconds(tmp_path / "ray.mp4") == seconds(plain(src, h264, tmp_path)) and len(mine) == 30
     assert sum(p.is_keyframe for p in packets(tmp_path / "ray.mp4")) == result.chunks["total"]
     assert not decode_problems(tmp_path / "ray.mp4")
     worst = max(np.abs(a.astype(int) - b.astype(int)).mean() for (_, a), (_, b) in zip(mine, theirs, strict=True))
