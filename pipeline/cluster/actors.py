@@ -101,15 +101,19 @@ class Worker:
         return render_chunk(src, info, self.cfg.video_in, chunk, plans, codes, self.model, self.cfg, segment,
                             report)
 
-    def convert_file(self, src: Path, dst: Path, report: Path | None = None) -> dict:
+    def convert_file(self, src: Path, dst: Path, report: Path | None = None, replace_dst: bool = False) -> dict:
         """A plain ``convert`` of a whole file (a photo, or a clip of about one chunk); ``report``: a
-        :class:`~pipeline.cluster.work.FrameReport` file for the frames written. A clip without a face
-        comes back as ``{"no_face": message}`` (not an error: trying again would not help)."""
+        :class:`~pipeline.cluster.work.FrameReport` file for the frames written; ``replace_dst``: write
+        ``dst`` even when it exists (a file in the job folder). A clip without a face comes back as
+        ``{"no_face": message}`` (not an error: trying again would not help)."""
+        from dataclasses import replace
+
         from pipeline.cluster.work import FrameReport
         from pipeline.convert import convert_file
 
+        cfg = replace(self.cfg, video_out=replace(self.cfg.video_out, overwrite=True)) if replace_dst else self.cfg
         try:
-            result = convert_file(src, dst, self.model, self.detector, self.cfg, FrameReport(report))
+            result = convert_file(src, dst, self.model, self.detector, cfg, FrameReport(report))
         except NoFaceError as err:
             return {"no_face": str(err)}
         return {"frames_in": result.frames_in, "frames_out": result.frames_out,

@@ -32,7 +32,7 @@ import torch
 from pipeline.cluster.chunks import Chunk, WorkFolder, file_identity, find_spans, job_key, plan_chunks
 from pipeline.cluster.config import RayConfig
 from pipeline.cluster.plan import FoundSpan, code_requests, final_codes, track_clip
-from pipeline.cluster.stitch import end_of_video, stitch
+from pipeline.cluster.stitch import end_of_video, publish, stitch
 from pipeline.cluster.work import load_pickle, read_report
 from pipeline.convert import ConvertConfig, ConvertResult
 from pipeline.errors import NoFaceError, OutputError
@@ -199,9 +199,12 @@ class ClipJob(Job):
             self._find(k, guess)
 
     def _convert_whole(self) -> None:
-        """One worker converts the clip as a plain run (see the module docstring)."""
+        """One worker converts the clip as a plain run (see the module docstring) into the job folder;
+        the driver then moves the file into place, so a job stopped midway leaves nothing beside the
+        output but its job folder."""
         expected = self.expected_frames()
         report = self._watch(self.folder.file("progress_whole"), expected or 2**62)
+        whole = self.folder.file(f"whole{self.dst.suffix}")
         self.result.chunks["total"] = 1
 
         def done(value: dict) -> None:
@@ -211,13 +214,14 @@ class ClipJob(Job):
             self._settle(report, value["frames_out"])
             for k, v in value.items():
                 setattr(self.result, k, v)
-            self.result.dst = self.dst
+            self.result.dst = publish(whole, self.dst, self.cfg.video_out.overwrite)
             self.result.chunks["rendered"] = 1
             self._remove_folder()
             self._phase("converted whole")
             self.finish()
 
-        self.ready.append(Task(self, "convert_file", (self.src, self.dst, report), f"{self.src.name} (whole)", done))
+        self.ready.append(Task(self, "convert_file", (self.src, whole, report, True), f"{self.src.name} (whole)",
+                               done))
 
     def _find(self, k: int, first_index: int) -> None:
         out = self.folder.file(f"found_{k:04d}.pkl")

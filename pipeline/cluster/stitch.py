@@ -11,7 +11,9 @@ subtitle stream is repaired as the plain run repairs it, and the same notes say 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
@@ -49,18 +51,42 @@ def stitch(segments: Sequence[Path], dst: Path, info: VideoInfo, cfg: VideoOutCo
     """
     if not segments:
         raise OutputError(f"{dst}: nothing to write (no frames)")
-    target = check_destination(dst, cfg.overwrite)
+    target = _into_place(dst, cfg.overwrite, lambda tmp: _remux(segments, tmp, info, cfg, audio_from, start, end,
+                                                                video_end, [] if notes is None else notes))
+    log.info("stitched %d segments into %s", len(segments), target)
+    return target
+
+
+def publish(done: Path, dst: Path, overwrite: bool) -> Path:
+    """Move a finished file (a clip converted whole in the job folder) to ``dst`` atomically, copied
+    when the job folder is on another file system.
+
+    Raises:
+        OutputError: ``dst`` appeared meanwhile (without ``overwrite``), or it cannot be written.
+    """
+    def move(tmp: Path) -> None:
+        try:
+            os.replace(done, tmp)
+        except OSError:
+            shutil.copyfile(done, tmp)
+
+    return _into_place(dst, overwrite, move)
+
+
+def _into_place(dst: Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` into a partial file beside ``dst``, then rename it to ``dst`` (see
+    :mod:`pipeline.media.atomic`); on any failure the partial file is removed."""
+    target = check_destination(dst, overwrite)
     tmp = reserve_temp(target)
     try:
-        _remux(segments, tmp, info, cfg, audio_from, start, end, video_end, [] if notes is None else notes)
-        commit(tmp, target, cfg.overwrite)
+        write(tmp)
+        commit(tmp, target, overwrite)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         mapped = output_error(err, target) if not isinstance(err, OutputError) else None
         if mapped is not None:
             raise mapped from err
         raise
-    log.info("stitched %d segments into %s", len(segments), target)
     return target
 
 

@@ -105,7 +105,7 @@ def test_clip_of_one_chunk_is_converted_whole(cluster, clip, tiny_ckpt_path, tmp
     assert result.chunks == {"total": 1, "reused": 0, "rendered": 1}
     assert (result.frames_in, result.frames_out, result.frames_with_face) == (FRAMES, FRAMES, FRAMES)
     assert_same(plain(clip, opts, tmp_path.parent), out)
-    assert not list(tmp_path.glob(".*facestyle-ray*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["ray.mkv"]          # moved into place; no work folder left
     events = json_events(stream)
     assert events[0] == {"event": "start", "file": clip.name, "total": FRAMES}
     assert_progress_per_frame(events, result)
