@@ -280,14 +280,15 @@ def test_all_faces_are_stylized(tmp_path, model):
     assert changed["largest"][:, :80].any() != changed["largest"][:, 80:].any()  # exactly one
 
 
-@pytest.mark.parametrize("style_code", ["first-frame", "smoothed"])
-def test_cutting_on_the_device_gives_the_same_video(tmp_path, model, monkeypatch, style_code):
+@pytest.mark.parametrize(("style_code", "every"), [("first-frame", 1), ("smoothed", 1), ("smoothed", 3)])
+def test_cutting_on_the_device_gives_the_same_video(tmp_path, model, monkeypatch, style_code, every):
     """crop_on="device" (the CUDA route: face finding cuts nothing, invert cuts the crops and aligned
-    faces from the uploaded frame with kornia), run on the CPU: same frames and timestamps as the
-    host route, pictures within one level; the host cutters are not called."""
+    faces from the uploaded frame with kornia; with --code-every 3 the key codes stage cuts its key
+    faces there too), run on the CPU: same frames and timestamps as the host route, pictures within
+    one level; the host cutters are not called."""
     from pipeline import records
     from pipeline.face import warp
-    from pipeline.stages import detect_crop
+    from pipeline.stages import detect_crop, keycodes
     from pipeline.stages.invert import InvertConfig
 
     pts = [0, 1, 3, 4, 6]
@@ -301,12 +302,14 @@ def test_cutting_on_the_device_gives_the_same_video(tmp_path, model, monkeypatch
         return real(*args)
 
     for route in ("host", "device"):
-        cfg = ConvertConfig(face=FaceConfig(padding=48), invert=InvertConfig(style_code=style_code, batch_size=2),
+        cfg = ConvertConfig(face=FaceConfig(padding=48), invert=InvertConfig(style_code=style_code, batch_size=2,
+                                                                             code_every=every),
                             video_out=LOSSLESS, crop_on=route)
         if route == "device":
-            for module in (detect_crop, records):
+            for module in (detect_crop, records, keycodes):
                 for name in ("apply_crop", "align_face"):
-                    monkeypatch.setattr(module, name, lambda *a: pytest.fail("cut on the host"))
+                    if hasattr(module, name):
+                        monkeypatch.setattr(module, name, lambda *a: pytest.fail("cut on the host"))
             monkeypatch.setattr("pipeline.runtime.batch.warp_many", counted)
         det = FixedFaceDetector(synthetic_face(80, 56, 24), on={0, 1, 3, 4})          # lost on frame 2
         result = convert_file(src, tmp_path / f"{route}.mkv", model, det, cfg)

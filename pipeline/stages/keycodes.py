@@ -13,7 +13,9 @@ Each face between two keys of its segment gets the codes linearly interpolated b
 index, so the smooth stage filters a continuous curve rather than steps (with the Gaussian filter its
 look-ahead of ``window`` frames already reaches the next key when N <= window). Faces that
 :func:`pipeline.stages.detect_crop.locate` cut no aligned face for (segment ends, restarts) are
-aligned here from the frame's pixels and landmarks, exactly as face finding would have.
+aligned here from the frame's pixels and landmarks, exactly as face finding would have; on the
+device route (:class:`~pipeline.records.UncutFace`) every key face is cut on the model's device,
+as the plain codes pass cuts them (:func:`pipeline.runtime.batch.face_images`).
 
 The stage streams: a face waits for its segment's next key (at most N frames, or the end of the
 segment, which is known one frame later), and keys are encoded ``batch_size`` at a time, so it holds
@@ -31,8 +33,8 @@ from torch import Tensor
 
 from pipeline.face.align import align_face
 from pipeline.model import StyleGANEX
-from pipeline.records import Coded, Located
-from pipeline.runtime.batch import to_images
+from pipeline.records import Coded, FaceCrop, Located, UncutFace
+from pipeline.runtime.batch import face_images, to_images
 
 Cut = Callable[[Located], bool]
 
@@ -53,6 +55,7 @@ class _Slot:
     index: int
     key: bool
     aligned: np.ndarray | None = None
+    uncut: tuple[Located, FaceCrop] | None = None     # device route: cut on the device when encoded
     codes: Tensor | None = None
     queued: bool = False
 
@@ -65,6 +68,16 @@ class _Entry:
 
     def done(self) -> bool:
         return all(s.codes is not None for s in self.slots.values())
+
+
+def _key_images(slots: Sequence[_Slot], device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The aligned faces of ``slots`` as model inputs, in order: host pictures go up as they are,
+    the device route's faces are cut on ``device``."""
+    if all(s.uncut is None for s in slots):
+        return to_images([s.aligned for s in slots], device, dtype)
+    if all(s.uncut is not None for s in slots):
+        return face_images([s.uncut for s in slots], "aligned", device, dtype)
+    return torch.cat([_key_images([s], device, dtype) for s in slots])
 
 
 def interpolate(a: Tensor, b: Tensor, t: float) -> Tensor:
@@ -98,10 +111,13 @@ def key_codes(items: Iterable[Located], model: StyleGANEX, every: int, batch_siz
         slot = entry.slots[track]
         if not slot.key:
             slot.key = True
-        if slot.aligned is None:
+        if slot.aligned is None and slot.uncut is None:
             face = next(f for f in entry.record.faces if f.track_id == track)
-            slot.aligned = (face.aligned if face.aligned is not None
-                            else align_face(entry.record.frame.pixels, face.landmarks))
+            if isinstance(face, UncutFace):
+                slot.uncut = (entry.record, face)
+            else:
+                slot.aligned = (face.aligned if face.aligned is not None
+                                else align_face(entry.record.frame.pixels, face.landmarks))
         if not slot.queued:
             slot.queued = True
             todo.append(slot)
@@ -110,9 +126,9 @@ def key_codes(items: Iterable[Located], model: StyleGANEX, every: int, batch_siz
     def encode() -> None:
         for start in range(0, len(todo), batch_size):
             part = todo[start:start + batch_size]
-            w = model.codes(to_images([s.aligned for s in part], device, dtype))
+            w = model.codes(_key_images(part, device, dtype))
             for j, s in enumerate(part):
-                s.codes, s.aligned = w[j:j + 1], None
+                s.codes, s.aligned, s.uncut = w[j:j + 1], None, None
         todo.clear()
         for seg, slots in list(open_.items()):
             anchor = None
@@ -146,7 +162,7 @@ def key_codes(items: Iterable[Located], model: StyleGANEX, every: int, batch_siz
         for face in rec.faces:
             t = face.track_id
             starts = prev is None or t not in prev.slots or prev.shot != shot
-            slot = _Slot(rec.frame.index, False, face.aligned)
+            slot = _Slot(rec.frame.index, False, face.cut("aligned"))
             entry.slots[t] = slot
             if starts:
                 segment[t] = segment.get(t, -1) + 1
