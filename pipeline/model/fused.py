@@ -23,6 +23,7 @@ their plain code, so float32 results are unchanged bit for bit.
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -99,18 +100,25 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def memo(owner: nn.Module, slot: str, key: Any, make: Callable[[], T]) -> T:
-    """``make()``, kept on ``owner`` and reused while ``key`` stays equal (tensors compared by value).
+# What memo keeps, per module: outside the modules, so that copying, pickling or saving a model
+# (the MKLDNN tensors pack makes have no storage to serialize) never sees it; copies start empty.
+_KEPT: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Any, Any]]] = weakref.WeakKeyDictionary()
 
-    One value per ``(owner, slot)``: a new key replaces the old value. The value is a plain attribute,
-    not a buffer, so it is neither saved nor moved by ``.to()``; keys should hold the
-    :func:`versions` of the parameters the value is made from.
+
+def memo(owner: nn.Module, slot: str, key: Any, make: Callable[[], T]) -> T:
+    """``make()``, kept for ``owner`` and reused while ``key`` stays equal (tensors compared by value).
+
+    One value per ``(owner, slot)``: a new key replaces the old value. The value is held beside the
+    module (not as a buffer or attribute), so it is neither saved, copied nor moved by ``.to()`` and
+    goes away with the module; keys should hold the :func:`versions` of the parameters the value is
+    made from.
     """
-    held = owner.__dict__.get(slot)
+    slots = _KEPT.setdefault(owner, {})
+    held = slots.get(slot)
     if held is not None and _same(held[0], key):
         return held[1]
     value = make()
-    owner.__dict__[slot] = (key, value)
+    slots[slot] = (key, value)
     return value
 
 

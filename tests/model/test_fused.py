@@ -6,6 +6,10 @@ stand-ins, true x2 up-convs with the blur and, below 17 channels, the folded 6x6
 """
 from __future__ import annotations
 
+import copy
+import io
+import pickle
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -88,6 +92,17 @@ def test_kept_weights_follow_parameters_and_input_shape(model, ckpt):
     assert torch.equal(y_after, _generate(fresh, lat))
     three = _latents(model, 3, True)            # another batch size: weights packed for its shape
     assert torch.equal(_generate(model, three), _generate(fresh, three))
+
+
+def test_models_that_ran_the_route_still_copy_and_pickle(model):
+    """Kept weights (MKLDNN tensors cannot be serialized) live beside the modules, not in them."""
+    lat = _latents(model, 2, True)
+    y = _generate(model, lat)
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert torch.equal(_generate(copied, lat), y)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    assert buf.tell() > 0
 
 
 def test_per_sample_styles_are_not_served_a_shared_weight(model):
