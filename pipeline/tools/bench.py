@@ -214,10 +214,11 @@ class _Run:
         """Count faces, crop shapes and codes passes as located frames stream past (as the runner's counter)."""
         for rec in items:
             self.frames_with_face += bool(rec.faces)
-            for face in rec.faces:
-                self.shapes[face.pixels.shape] += 1
-                self.samples.setdefault(face.pixels.shape, face)
-                self.codes_calls += face.aligned is not None
+            for face in rec.faces:              # read the geometry only: the device route's faces stay uncut
+                shape = (*face.crop_shape, 3)
+                self.shapes[shape] += 1
+                self.samples.setdefault(shape, face)
+                self.codes_calls += face.wants_aligned
             yield rec
 
     def record(self, frames: Iterable[video_in.Frame]) -> Iterator[video_in.Frame]:
