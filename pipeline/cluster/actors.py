@@ -73,7 +73,9 @@ class Worker:
 
     def __init__(self, options: Any) -> None:
         from pipeline.frontend import FrontEnd
+        from pipeline.runtime.cpu_allocator import keep_freed_memory
 
+        keep_freed_memory()                     # as the facestyle command does (a worker is a process of its own)
         front = FrontEnd.open(options)          # device "auto": this worker's GPU, else its CPU
         self.device = front.device
         self.cfg = front.config
@@ -131,7 +133,9 @@ def start_workers(conn: Connection, cfg: RayConfig, options: Any) -> list:
     ray = conn.ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    remote = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0)(Worker)
+    # the worker processes get the command's OpenMP setting (cli.py): spinning threads fight decode and encode
+    env = {"env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}}
+    remote = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0, runtime_env=env)(Worker)
     actors = []
     for node in ray.nodes():
         if not node.get("Alive"):
