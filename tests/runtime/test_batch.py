@@ -1,18 +1,17 @@
 """batches: grouping by face count and by a pixel budget, handing results back, the image conversions."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
+from pipeline.records import FaceCrop
 from pipeline.runtime.batch import batches, crop_pixels, group_by_shape, split_back, to_images, to_pixels
 
 
 def _rec(*sides: int) -> list:
     """A record carrying one face per side, each with a ``side x side`` crop."""
-    return [SimpleNamespace(pixels=np.zeros((s, s, 3), np.uint8)) for s in sides]
+    return [FaceCrop(0, None, None, np.zeros((s, s, 3), np.uint8)) for s in sides]
 
 
 def _sizes(groups: list[list[list]]) -> list[int]:
