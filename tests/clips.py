@@ -19,6 +19,7 @@ import av.logging
 import cv2
 import numpy as np
 
+from pipeline.media.media_info import demux_until_broken
 from pipeline.tools.synthetic import Tone, write_clip
 
 RED = (255, 0, 0)
@@ -142,15 +143,8 @@ def decode_problems(path: Path) -> list[str]:
         with av.logging.Capture() as logs, av.open(str(path)) as container:
             streams = [s for s in container.streams if s.type in ("video", "audio")]
             decoded = dict.fromkeys((s.index for s in streams), 0)
-            packets = container.demux(*streams)
-            while True:
-                try:
-                    packet = next(packets)
-                except StopIteration:
-                    break
-                except av.error.FFmpegError as err:
-                    problems.append(f"demux: {err}")
-                    break
+            broken: list[av.error.FFmpegError] = []
+            for packet in demux_until_broken(container, *streams, on_error=broken.append):
                 try:
                     frames = packet.stream.decode(packet if packet.size else None)
                 except av.error.FFmpegError as err:
@@ -159,6 +153,7 @@ def decode_problems(path: Path) -> list[str]:
                 decoded[packet.stream.index] += len(frames)
                 problems += [f"{packet.stream.type} frame at pts {f.pts} flagged corrupt"
                              for f in frames if f.is_corrupt]
+            problems += [f"demux: {err}" for err in broken]
             problems += [f"stream {i} decoded to no frames" for i, n in decoded.items() if n == 0]
         problems += [f"ffmpeg log: {name}: {text.strip()}" for level, name, text in logs
                      if level <= av.logging.ERROR]
